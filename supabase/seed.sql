@@ -1,0 +1,2 @@
+-- Local seed data. Intentionally empty: `npm run dev:user` and the
+-- nebula-project function create users and projects on a running stack.

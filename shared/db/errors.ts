@@ -46,6 +46,13 @@ const SQLSTATE_ERRORS: Record<string, ErrorFactory> = {
     ], "lighthouse_not_found"),
   VS006: (e) => new ConflictError(e.message ?? "", "lighthouse_taken"),
   VS007: (e) => new ConflictError(e.message ?? "", "device_has_address"),
+  VS111: (e) =>
+    new InvalidInputError(
+      e.message ?? "Invalid rate limit request",
+      [],
+      "invalid_input",
+    ),
+  VS121: () => new NotFoundError("Certificate not found", "not_found"),
 };
 
 /** Connection-level SQLSTATE classes: the database is down or refusing us. */

@@ -1,0 +1,132 @@
+/**
+ * Token-bucket rate limits kept in Postgres (public.take_rate_limit_token).
+ * Each take is one statement that locks its bucket row, so the budget holds
+ * across any number of function instances sharing the database.
+ */
+import type { Db } from "../db/port.ts";
+import { RateLimitedError } from "../errors.ts";
+
+export type RateLimitScope = "user" | "device" | "ip";
+
+/** One bucket to take from: per user, device or client IP, per endpoint. */
+export interface RateLimitCheck {
+  scope: RateLimitScope;
+  /** User id, device id or client IP. */
+  key: string;
+  /** Function name such as `nebula-register`; policies may also match `*`. */
+  endpoint: string;
+  /** Project whose policies apply; null uses the defaults. */
+  projectId?: string | null;
+  /** Tokens this request costs; defaults to 1. */
+  cost?: number;
+}
+
+export interface RateLimitResult {
+  allowed: boolean;
+  /** Whole tokens left after this request. */
+  remaining: number;
+  /** Seconds until the bucket contains enough tokens again; 0 when allowed. */
+  retryAfterSeconds: number;
+  capacity: number;
+}
+
+interface TakeRow {
+  allowed: boolean;
+  remaining: number;
+  retry_after_seconds: number;
+  capacity: number;
+}
+
+/** Takes tokens from one bucket, refilled for the time since its last use. */
+export async function takeRateLimitToken(
+  db: Db,
+  check: RateLimitCheck,
+  now: Date = new Date(),
+): Promise<RateLimitResult> {
+  const rows = await db.query<TakeRow>(
+    `select allowed, remaining, retry_after_seconds, capacity
+     from public.take_rate_limit_token($1, $2, $3, $4, $5, $6)`,
+    [
+      check.scope,
+      check.key,
+      check.endpoint,
+      check.projectId ?? null,
+      check.cost ?? 1,
+      now,
+    ],
+  );
+
+  const row = rows[0];
+  return {
+    allowed: row.allowed,
+    remaining: Number(row.remaining),
+    retryAfterSeconds: Number(row.retry_after_seconds),
+    capacity: Number(row.capacity),
+  };
+}
+
+/**
+ * Takes from every bucket of `checks` and throws RateLimitedError with the
+ * longest wait if any of them is empty. Returns the result with the fewest
+ * tokens left, for the RateLimit headers.
+ *
+ * NOTE: the checks run one after another outside a shared transaction, so a
+ * request rejected by a later bucket has still spent its token in earlier
+ * ones. List the bucket that matters least (per IP) first.
+ */
+export async function enforceRateLimits(
+  db: Db,
+  checks: RateLimitCheck[],
+  now: Date = new Date(),
+): Promise<RateLimitResult | null> {
+  const results: RateLimitResult[] = [];
+  for (const check of checks) {
+    results.push(await takeRateLimitToken(db, check, now));
+  }
+
+  const refused = results.filter((result) => !result.allowed);
+  if (refused.length > 0) {
+    const wait = Math.max(...refused.map((result) => result.retryAfterSeconds));
+    throw new RateLimitedError(
+      `Too many requests; retry after ${wait} seconds`,
+      wait,
+    );
+  }
+
+  if (results.length === 0) return null;
+  return results.reduce((low, result) =>
+    result.remaining < low.remaining ? result : low
+  );
+}
+
+/**
+ * Response headers for a rate-limited endpoint: `Retry-After` (RFC 9110) when
+ * refused, and the RateLimit-Limit / RateLimit-Remaining pair that many
+ * clients read.
+ */
+export function rateLimitHeaders(
+  result: RateLimitResult,
+): Record<string, string> {
+  const headers: Record<string, string> = {
+    "RateLimit-Limit": String(result.capacity),
+    "RateLimit-Remaining": String(result.remaining),
+  };
+  if (!result.allowed) {
+    headers["Retry-After"] = String(result.retryAfterSeconds);
+  }
+
+  return headers;
+}
+
+/** Deletes buckets that have refilled completely; returns how many. */
+export async function pruneRateLimitBuckets(
+  db: Db,
+  now: Date = new Date(),
+): Promise<number> {
+  const rows = await db.query<{ pruned: number }>(
+    "select public.prune_rate_limit_buckets($1) as pruned",
+    [now],
+  );
+
+  return Number(rows[0].pruned);
+}

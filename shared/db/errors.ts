@@ -81,7 +81,12 @@ export function mapDatabaseError(error: unknown): unknown {
   const fields = error as PgErrorFields;
   const code = fields.code ?? "";
   const factory = SQLSTATE_ERRORS[code];
-  if (factory) return factory(fields);
+  if (factory) {
+    const mapped = factory(fields);
+    // Keep the driver error, so tests and logs can still read the SQLSTATE.
+    mapped.cause ??= error;
+    return mapped;
+  }
 
   if (UNAVAILABLE_NODE_CODES.has(code)) {
     return new DatabaseUnavailableError(error);
@@ -95,6 +100,7 @@ export function mapDatabaseError(error: unknown): unknown {
 /** Returns the PostgreSQL SQLSTATE of a driver error, if it has one. */
 export function sqlState(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
+  if (error instanceof ProblemError) return sqlState(error.cause);
   const code = (error as PgErrorFields).code;
   return typeof code === "string" ? code : undefined;
 }

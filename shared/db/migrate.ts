@@ -26,7 +26,9 @@ export async function readMigrations(dir: string | URL): Promise<Migration[]> {
 }
 
 function toDirUrl(dir: string | URL): URL {
-  const text = dir instanceof URL ? dir.href : new URL(dir, `file://${Deno.cwd()}/`).href;
+  const text = dir instanceof URL
+    ? dir.href
+    : new URL(dir, `file://${Deno.cwd()}/`).href;
   return new URL(text.endsWith("/") ? text : `${text}/`);
 }
 

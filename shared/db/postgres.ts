@@ -54,7 +54,10 @@ function wrap(sql: Sql, root: postgres.Sql | null): Db {
  * Supabase's transaction-mode pooler (Supavisor), where a prepared statement
  * made on one server connection does not exist on the next.
  */
-export function connectPostgres(url: string, options: PostgresOptions = {}): Db {
+export function connectPostgres(
+  url: string,
+  options: PostgresOptions = {},
+): Db {
   const sql = postgres(url, {
     max: options.max ?? 10,
     prepare: false,

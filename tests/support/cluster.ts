@@ -46,7 +46,9 @@ async function run(args: string[], options: { asPostgres?: boolean } = {}) {
   }).output();
   if (!output.success) {
     const stderr = new TextDecoder().decode(output.stderr);
-    throw new Error(`${args[0]} failed (exit ${output.code}): ${stderr.trim()}`);
+    throw new Error(
+      `${args[0]} failed (exit ${output.code}): ${stderr.trim()}`,
+    );
   }
   return new TextDecoder().decode(output.stdout);
 }
@@ -122,7 +124,14 @@ export async function startCluster(): Promise<Cluster> {
 /** Stops a cluster synchronously; for `unload` handlers, which cannot await. */
 export function stopClusterSync(cluster: Cluster): void {
   const bin = findPostgresBinDir();
-  const args = [`${bin}/pg_ctl`, "-D", `${cluster.dir}/data`, "-m", "immediate", "stop"];
+  const args = [
+    `${bin}/pg_ctl`,
+    "-D",
+    `${cluster.dir}/data`,
+    "-m",
+    "immediate",
+    "stop",
+  ];
   const command = IS_ROOT ? ["runuser", "-u", "postgres", "--", ...args] : args;
   new Deno.Command(command[0], {
     args: command.slice(1),

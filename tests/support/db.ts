@@ -5,7 +5,10 @@
  * starts a cluster of its own, stopped when the process exits.
  */
 import postgres from "postgres";
-import { connectPostgres, type PostgresOptions } from "../../shared/db/postgres.ts";
+import {
+  connectPostgres,
+  type PostgresOptions,
+} from "../../shared/db/postgres.ts";
 import type { Db } from "../../shared/db/port.ts";
 import { type Cluster, startCluster, stopClusterSync } from "./cluster.ts";
 import { buildTemplate, TEMPLATE_NAME, withDatabase } from "./template.ts";

@@ -17,14 +17,27 @@ export function withDatabase(url: string, database: string): string {
 /** Applies migrations with `supabase db push`, exactly as in production. */
 export async function pushMigrations(databaseUrl: string): Promise<string> {
   const url = new URL(databaseUrl);
-  if (!url.searchParams.has("sslmode")) url.searchParams.set("sslmode", "disable");
+  if (!url.searchParams.has("sslmode")) {
+    url.searchParams.set("sslmode", "disable");
+  }
 
-  const output = await new Deno.Command(`${REPO_ROOT}node_modules/.bin/supabase`, {
-    args: ["db", "push", "--db-url", url.toString(), "--yes", "--workdir", REPO_ROOT],
-    stdout: "piped",
-    stderr: "piped",
-    env: { SUPABASE_TELEMETRY_DISABLED: "1", DO_NOT_TRACK: "1" },
-  }).output();
+  const output = await new Deno.Command(
+    `${REPO_ROOT}node_modules/.bin/supabase`,
+    {
+      args: [
+        "db",
+        "push",
+        "--db-url",
+        url.toString(),
+        "--yes",
+        "--workdir",
+        REPO_ROOT,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { SUPABASE_TELEMETRY_DISABLED: "1", DO_NOT_TRACK: "1" },
+    },
+  ).output();
   const text = new TextDecoder().decode(output.stdout) +
     new TextDecoder().decode(output.stderr);
   if (!output.success) {

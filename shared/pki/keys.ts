@@ -1,0 +1,253 @@
+/**
+ * Key material through WebCrypto: X25519 for hosts (Nebula's Diffie-Hellman
+ * keys) and Ed25519 for CAs. Raw key layouts follow nebula-cert: a host
+ * private key is 32 bytes, a CA private key 64 bytes (seed then public key).
+ */
+import { InvalidInputError } from "../errors.ts";
+import { decodeBase64, encodeBase64 } from "./base64.ts";
+import { decodePemBlocks, encodePem, PEM_TYPES } from "./pem.ts";
+
+type Bytes = Uint8Array<ArrayBuffer>;
+
+function base64Url(bytes: Uint8Array): string {
+  return encodeBase64(bytes).replaceAll("+", "-").replaceAll("/", "_").replace(
+    /=+$/,
+    "",
+  );
+}
+
+function fromBase64Url(text: string): Uint8Array {
+  const padded = text.replaceAll("-", "+").replaceAll("_", "/");
+  return decodeBase64(padded + "=".repeat((4 - padded.length % 4) % 4));
+}
+
+export interface X25519KeyPair {
+  publicKey: Uint8Array;
+  privateKey: Uint8Array;
+  publicPem: string;
+  privatePem: string;
+}
+
+/** Generates a host key pair in the form `nebula-cert keygen` writes. */
+export async function generateX25519KeyPair(): Promise<X25519KeyPair> {
+  const pair = await crypto.subtle.generateKey({ name: "X25519" }, true, [
+    "deriveBits",
+  ]) as CryptoKeyPair;
+  const jwk = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  const privateKey = fromBase64Url(jwk.d!);
+  const publicKey = fromBase64Url(jwk.x!);
+  return {
+    publicKey,
+    privateKey,
+    publicPem: encodePem(PEM_TYPES.x25519Public, publicKey),
+    privatePem: encodePem(PEM_TYPES.x25519Private, privateKey),
+  };
+}
+
+/** Derives the X25519 public key of a raw 32-byte private key. */
+export async function deriveX25519PublicKey(
+  privateKey: Uint8Array,
+): Promise<Uint8Array> {
+  const basePoint = new Uint8Array(32);
+  basePoint[0] = 9;
+  const key = await crypto.subtle.importKey(
+    "jwk",
+    {
+      kty: "OKP",
+      crv: "X25519",
+      d: base64Url(privateKey),
+      x: base64Url(basePoint),
+    },
+    { name: "X25519" },
+    true,
+    ["deriveBits"],
+  );
+  // WebCrypto recomputes the public half from d on export.
+  const jwk = await crypto.subtle.exportKey("jwk", key);
+  return fromBase64Url(jwk.x!);
+}
+
+export interface Ed25519KeyPair {
+  /** 64 bytes: 32-byte seed then 32-byte public key, as Go's ed25519.PrivateKey. */
+  privateKey: Uint8Array;
+  publicKey: Uint8Array;
+}
+
+export async function generateEd25519KeyPair(): Promise<Ed25519KeyPair> {
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const jwk = await crypto.subtle.exportKey("jwk", pair.privateKey);
+  const seed = fromBase64Url(jwk.d!);
+  const publicKey = fromBase64Url(jwk.x!);
+  const privateKey = new Uint8Array(64);
+  privateKey.set(seed);
+  privateKey.set(publicKey, 32);
+  return { privateKey, publicKey };
+}
+
+const signingKeys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
+
+function importSigningKey(privateKey: Uint8Array): Promise<CryptoKey> {
+  if (privateKey.length !== 64) {
+    throw new RangeError(
+      `A CA private key is 64 bytes, got ${privateKey.length}`,
+    );
+  }
+  let key = signingKeys.get(privateKey);
+  if (!key) {
+    key = crypto.subtle.importKey(
+      "jwk",
+      {
+        kty: "OKP",
+        crv: "Ed25519",
+        d: base64Url(privateKey.subarray(0, 32)),
+        x: base64Url(privateKey.subarray(32)),
+      },
+      { name: "Ed25519" },
+      false,
+      ["sign"],
+    );
+    signingKeys.set(privateKey, key);
+  }
+  return key;
+}
+
+/** Signs `data` with a 64-byte CA key; Ed25519 is deterministic, so equal input gives equal bytes. */
+export async function signEd25519(
+  privateKey: Uint8Array,
+  data: Uint8Array,
+): Promise<Uint8Array> {
+  const key = await importSigningKey(privateKey);
+  return new Uint8Array(
+    await crypto.subtle.sign({ name: "Ed25519" }, key, data as Bytes),
+  );
+}
+
+export async function verifyEd25519(
+  publicKey: Uint8Array,
+  data: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    publicKey as Bytes,
+    { name: "Ed25519" },
+    false,
+    ["verify"],
+  );
+  return await crypto.subtle.verify(
+    { name: "Ed25519" },
+    key,
+    signature as Bytes,
+    data as Bytes,
+  );
+}
+
+/** Checks that the public half stored in a 64-byte CA key matches its seed. */
+export async function checkEd25519KeyPair(
+  privateKey: Uint8Array,
+): Promise<boolean> {
+  const probe = new TextEncoder().encode("vidsync-mesh key check");
+  const signature = await signEd25519(privateKey, probe);
+  return await verifyEd25519(privateKey.subarray(32), probe, signature);
+}
+
+function keyError(detail: string, message: string): InvalidInputError {
+  return new InvalidInputError(
+    detail,
+    [{ field: "publicKey", message }],
+    "invalid_public_key",
+  );
+}
+
+const HOW_TO =
+  "generate one with `nebula-cert keygen` or the VidSync client library";
+
+/**
+ * Parses a device's `NEBULA X25519 PUBLIC KEY` PEM into its 32 raw bytes.
+ * Every rejection names what was found instead; a private key sent by
+ * mistake is reported without echoing any of it.
+ */
+export function parseDevicePublicKey(pem: unknown): Uint8Array {
+  if (typeof pem !== "string" || pem.trim() === "") {
+    throw keyError(
+      "The public key is empty",
+      `must be a NEBULA X25519 PUBLIC KEY PEM; ${HOW_TO}`,
+    );
+  }
+  if (/PRIVATE KEY-----/.test(pem)) {
+    throw keyError(
+      "A private key was sent where the public key belongs; keep the private key on the device and send only the public key",
+      "must be a public key, not a private key",
+    );
+  }
+
+  let blocks;
+  try {
+    blocks = decodePemBlocks(pem);
+  } catch {
+    throw keyError(
+      "The public key PEM is not valid base64",
+      "base64 payload is invalid",
+    );
+  }
+  if (blocks.length === 0) {
+    throw keyError(
+      `The public key is not PEM; ${HOW_TO}`,
+      "must be a NEBULA X25519 PUBLIC KEY PEM",
+    );
+  }
+  if (blocks.length > 1) {
+    throw keyError(
+      `Found ${blocks.length} PEM blocks; send exactly one public key`,
+      "must contain exactly one PEM block",
+    );
+  }
+
+  const [block] = blocks;
+  if (block.type !== PEM_TYPES.x25519Public) {
+    throw keyError(
+      `Expected a NEBULA X25519 PUBLIC KEY, found ${
+        describePemType(block.type)
+      }; ${HOW_TO}`,
+      `wrong key type: ${block.type}`,
+    );
+  }
+  if (block.bytes.length !== 32) {
+    throw keyError(
+      `An X25519 public key is 32 bytes, this one is ${block.bytes.length}`,
+      "must be 32 bytes",
+    );
+  }
+  return block.bytes;
+}
+
+function describePemType(type: string): string {
+  if (type === "PUBLIC KEY") {
+    return "a DER-wrapped PUBLIC KEY (as openssl writes), which Nebula does not read";
+  }
+  if (type.startsWith("NEBULA ED25519")) {
+    return `an Ed25519 key (${type}), which is a CA signing key`;
+  }
+  if (type.includes("P256")) {
+    return `a P-256 key (${type}), which Nebula 1.6 does not support`;
+  }
+  if (type.startsWith("NEBULA CERTIFICATE")) return `a certificate (${type})`;
+  return `a ${type} block`;
+}
+
+/** Parses a `NEBULA ED25519 PRIVATE KEY` PEM into its 64 bytes. */
+export function parseCaPrivateKey(pem: string): Uint8Array {
+  const blocks = decodePemBlocks(pem);
+  if (blocks.length !== 1 || blocks[0].type !== PEM_TYPES.ed25519Private) {
+    throw new RangeError("Expected one NEBULA ED25519 PRIVATE KEY block");
+  }
+  if (blocks[0].bytes.length !== 64) {
+    throw new RangeError(
+      `A CA private key is 64 bytes, got ${blocks[0].bytes.length}`,
+    );
+  }
+  return blocks[0].bytes;
+}

@@ -1,0 +1,182 @@
+/**
+ * Generates `nebula.yml` with the `yaml` library, never from string
+ * templates, and checks what `nebula -test` (1.6.1) does not: that every
+ * listed lighthouse has a static_host_map entry, that overlay addresses sit
+ * inside the device's network, that endpoints carry a usable port, and that
+ * blocklist entries are lowercase hex fingerprints.
+ */
+import { stringify } from "yaml";
+import { intToIp, ipToInt, prefixToMask } from "../pki/cert.ts";
+
+/** UDP port lighthouses listen on; other devices pick a random port (0). */
+export const LIGHTHOUSE_PORT = 4242;
+
+export interface LighthouseEntry {
+  /** Overlay address, without prefix. */
+  ip: string;
+  /** Public `host:port` endpoints. */
+  endpoints: string[];
+}
+
+export interface NebulaConfigInput {
+  device: { ip: string; prefixLength: number; isLighthouse: boolean };
+  lighthouses: LighthouseEntry[];
+  /** Group every device of the project carries; the firewall admits it. */
+  projectGroup: string;
+  /** Fingerprints of revoked, unexpired certificates. */
+  blocklist: string[];
+  /** File paths of the CA bundle, host certificate and host key. */
+  pki?: { ca: string; cert: string; key: string };
+  /** Port a lighthouse listens on. */
+  listenPort?: number;
+}
+
+/** Syncthing's sync protocol port, TCP and QUIC over UDP. */
+const SYNCTHING_PORT = 22000;
+
+const FINGERPRINT = /^[0-9a-f]{64}$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export class ConfigInputError extends RangeError {}
+
+/** Splits `host:port` and checks both parts; IPv6 hosts are written `[addr]:port`. */
+export function parseEndpoint(
+  endpoint: string,
+): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(endpoint);
+  if (!match) {
+    throw new ConfigInputError(
+      `Endpoint ${JSON.stringify(endpoint)} must be host:port`,
+    );
+  }
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) {
+    throw new ConfigInputError(
+      `Endpoint ${JSON.stringify(endpoint)} has port ${port}; use 1 to 65535`,
+    );
+  }
+  const host = match[1];
+  const isIpv4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+  if (isIpv4) ipToInt(host);
+  else if (!host.startsWith("[") && !HOSTNAME.test(host)) {
+    throw new ConfigInputError(
+      `Endpoint ${JSON.stringify(endpoint)} has an invalid host name`,
+    );
+  }
+  return { host, port };
+}
+
+function inNetwork(ip: string, network: string, prefixLength: number): boolean {
+  const mask = prefixToMask(prefixLength);
+  return ((ipToInt(ip) & mask) >>> 0) === ((ipToInt(network) & mask) >>> 0);
+}
+
+function checkInput(input: NebulaConfigInput): void {
+  const { device } = input;
+  ipToInt(device.ip);
+  const network = intToIp(
+    (ipToInt(device.ip) & prefixToMask(device.prefixLength)) >>> 0,
+  );
+  for (const lighthouse of input.lighthouses) {
+    if (!inNetwork(lighthouse.ip, network, device.prefixLength)) {
+      throw new ConfigInputError(
+        `Lighthouse ${lighthouse.ip} is outside the overlay network ${network}/${device.prefixLength}`,
+      );
+    }
+    if (lighthouse.endpoints.length === 0) {
+      throw new ConfigInputError(
+        `Lighthouse ${lighthouse.ip} has no host:port endpoint`,
+      );
+    }
+    lighthouse.endpoints.forEach(parseEndpoint);
+  }
+  for (const entry of input.blocklist) {
+    if (!FINGERPRINT.test(entry)) {
+      throw new ConfigInputError(
+        `Blocklist entry ${
+          JSON.stringify(entry)
+        } is not a lowercase hex SHA-256 fingerprint`,
+      );
+    }
+  }
+  const port = input.listenPort ?? LIGHTHOUSE_PORT;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigInputError(`Listen port ${port} must be 1 to 65535`);
+  }
+}
+
+/** Builds the configuration object; `generateNebulaConfig` serializes it. */
+export function buildNebulaConfig(
+  input: NebulaConfigInput,
+): Record<string, unknown> {
+  checkInput(input);
+  const { device } = input;
+  const pki = input.pki ?? { ca: "ca.crt", cert: "node.crt", key: "node.key" };
+  // A lighthouse must not list itself, and lists no others: it only answers.
+  const others = input.lighthouses.filter((lighthouse) =>
+    lighthouse.ip !== device.ip
+  );
+  const listed = device.isLighthouse ? [] : others;
+
+  const staticHostMap: Record<string, string[]> = {};
+  for (const lighthouse of others) {
+    staticHostMap[lighthouse.ip] = [...lighthouse.endpoints];
+  }
+
+  const group = input.projectGroup;
+  return {
+    pki: {
+      ca: pki.ca,
+      cert: pki.cert,
+      key: pki.key,
+      blocklist: [...input.blocklist].sort(),
+      // Set explicitly: the default changed from false (1.6) to true (1.8).
+      disconnect_invalid: true,
+    },
+    static_host_map: staticHostMap,
+    lighthouse: {
+      am_lighthouse: device.isLighthouse,
+      interval: 60,
+      hosts: listed.map((lighthouse) => lighthouse.ip),
+    },
+    listen: {
+      host: "0.0.0.0",
+      port: device.isLighthouse ? input.listenPort ?? LIGHTHOUSE_PORT : 0,
+    },
+    punchy: { punch: true, respond: true },
+    relay: {
+      am_relay: device.isLighthouse,
+      use_relays: true,
+      relays: listed.map((lighthouse) => lighthouse.ip),
+    },
+    tun: {
+      disabled: false,
+      drop_local_broadcast: false,
+      drop_multicast: false,
+      tx_queue: 500,
+      mtu: 1300,
+    },
+    logging: { level: "info", format: "text" },
+    firewall: {
+      conntrack: {
+        tcp_timeout: "12m",
+        udp_timeout: "3m",
+        default_timeout: "10m",
+      },
+      outbound: [{ port: "any", proto: "any", host: "any" }],
+      inbound: [
+        { port: "any", proto: "icmp", group },
+        { port: SYNCTHING_PORT, proto: "tcp", group },
+        { port: SYNCTHING_PORT, proto: "udp", group },
+      ],
+    },
+  };
+}
+
+/** Serializes the device's nebula.yml. */
+export function generateNebulaConfig(input: NebulaConfigInput): string {
+  const header =
+    "# Generated by VidSync Mesh. Changes are overwritten on the next refresh.\n";
+  return header + stringify(buildNebulaConfig(input), { lineWidth: 0 });
+}

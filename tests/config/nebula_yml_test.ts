@@ -1,0 +1,172 @@
+import assert from "node:assert/strict";
+import { parse } from "yaml";
+import { createCa, signHostCertificate } from "../../shared/pki/ca.ts";
+import { generateX25519KeyPair } from "../../shared/pki/keys.ts";
+import {
+  ConfigInputError,
+  generateNebulaConfig,
+  type NebulaConfigInput,
+} from "../../shared/config/nebula_yml.ts";
+
+const HOSTILE_NAMES = [
+  "plain-laptop",
+  "name: injected\npki:\n  ca: /etc/shadow",
+  "quote\" and 'single' and `back`",
+  "# comment start",
+  "{flow: mapping}",
+  "- list item",
+  "Montage-Studio-Zürich-编辑-🎬",
+  "&anchor *alias !tag",
+  "x".repeat(200),
+];
+
+async function runNebulaTest(input: NebulaConfigInput, name: string) {
+  const dir = await Deno.makeTempDir({ prefix: "vidsync-config-" });
+  try {
+    const now = new Date();
+    const ca = await createCa({
+      name: "config test",
+      cidr: "10.60.0.0/24",
+      notBefore: now,
+      notAfter: new Date(now.getTime() + 86_400_000),
+    });
+    const keys = await generateX25519KeyPair();
+    const certificate = await signHostCertificate({
+      ca,
+      caPrivateKey: ca.privateKey,
+      publicKey: keys.publicKey,
+      name,
+      ip: input.device.ip,
+      prefixLength: input.device.prefixLength,
+      groups: [input.projectGroup],
+      notBefore: now,
+      notAfter: new Date(now.getTime() + 3_600_000),
+    });
+    await Deno.writeTextFile(`${dir}/ca.crt`, ca.pem);
+    await Deno.writeTextFile(`${dir}/node.crt`, certificate.pem);
+    await Deno.writeTextFile(`${dir}/node.key`, keys.privatePem);
+    const config = generateNebulaConfig({
+      ...input,
+      pki: {
+        ca: `${dir}/ca.crt`,
+        cert: `${dir}/node.crt`,
+        key: `${dir}/node.key`,
+      },
+    });
+    await Deno.writeTextFile(`${dir}/nebula.yml`, config);
+    const output = await new Deno.Command("nebula", {
+      args: ["-test", "-config", `${dir}/nebula.yml`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      success: output.success,
+      output: new TextDecoder().decode(output.stdout) +
+        new TextDecoder().decode(output.stderr),
+      config,
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+// IP literals only: nebula -test resolves host names, and tests must not
+// send DNS queries off this machine.
+const LIGHTHOUSES = [
+  { ip: "10.60.0.1", endpoints: ["198.51.100.7:4242", "198.51.100.9:4242"] },
+  { ip: "10.60.0.2", endpoints: ["198.51.100.8:4243"] },
+];
+
+Deno.test("generateNebulaConfig() passes nebula -test for devices", async () => {
+  for (const name of HOSTILE_NAMES) {
+    const result = await runNebulaTest({
+      device: { ip: "10.60.0.20", prefixLength: 24, isLighthouse: false },
+      lighthouses: LIGHTHOUSES,
+      projectGroup: "vidsync-project",
+      blocklist: ["ab".repeat(32)],
+    }, name);
+
+    assert.ok(result.success, `${JSON.stringify(name)}: ${result.output}`);
+  }
+});
+
+Deno.test("generateNebulaConfig() makes a lighthouse list no hosts", async () => {
+  const result = await runNebulaTest({
+    device: { ip: "10.60.0.1", prefixLength: 24, isLighthouse: true },
+    lighthouses: LIGHTHOUSES,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "lighthouse");
+  const config = parse(result.config);
+
+  assert.ok(result.success, result.output);
+  assert.equal(config.lighthouse.am_lighthouse, true);
+  assert.deepEqual(config.lighthouse.hosts, []);
+  assert.equal(config.listen.port, 4242);
+  assert.equal(
+    config.static_host_map["10.60.0.1"],
+    undefined,
+    "no entry for itself",
+  );
+});
+
+Deno.test("generateNebulaConfig() maps every listed lighthouse", () => {
+  const config = parse(generateNebulaConfig({
+    device: { ip: "10.60.0.30", prefixLength: 24, isLighthouse: false },
+    lighthouses: LIGHTHOUSES,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }));
+
+  assert.deepEqual(config.lighthouse.hosts, ["10.60.0.1", "10.60.0.2"]);
+  for (const host of config.lighthouse.hosts) {
+    assert.ok(config.static_host_map[host]?.length > 0, host);
+  }
+  assert.equal(config.pki.disconnect_invalid, true);
+  assert.equal(config.listen.port, 0);
+  for (const rule of config.firewall.inbound) {
+    assert.equal(
+      typeof rule.group,
+      "string",
+      "one group form: a string, never a list",
+    );
+    assert.equal(rule.groups, undefined);
+  }
+});
+
+Deno.test("generateNebulaConfig() rejects what nebula -test misses", () => {
+  const base: NebulaConfigInput = {
+    device: { ip: "10.60.0.30", prefixLength: 24, isLighthouse: false },
+    lighthouses: LIGHTHOUSES,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  };
+  const bad: [string, NebulaConfigInput][] = [
+    ["lighthouse outside network", {
+      ...base,
+      lighthouses: [{ ip: "10.60.1.1", endpoints: ["198.51.100.7:4242"] }],
+    }],
+    ["lighthouse without endpoint", {
+      ...base,
+      lighthouses: [{ ip: "10.60.0.1", endpoints: [] }],
+    }],
+    ["endpoint without port", {
+      ...base,
+      lighthouses: [{ ip: "10.60.0.1", endpoints: ["198.51.100.7"] }],
+    }],
+    ["endpoint port 0", {
+      ...base,
+      lighthouses: [{ ip: "10.60.0.1", endpoints: ["198.51.100.7:0"] }],
+    }],
+    ["endpoint port 65536", {
+      ...base,
+      lighthouses: [{ ip: "10.60.0.1", endpoints: ["198.51.100.7:65536"] }],
+    }],
+    ["uppercase fingerprint", { ...base, blocklist: ["AB".repeat(32)] }],
+    ["short fingerprint", { ...base, blocklist: ["ab".repeat(16)] }],
+  ];
+
+  for (const [label, input] of bad) {
+    assert.throws(() => generateNebulaConfig(input), ConfigInputError, label);
+  }
+});

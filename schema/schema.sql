@@ -1616,6 +1616,18 @@ CREATE INDEX user_devices_last_seen_idx ON public.user_devices USING btree (proj
 CREATE INDEX user_devices_owner_id_idx ON public.user_devices USING btree (owner_id);
 
 --
+-- Name: user_devices_public_key_active_unique; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX user_devices_public_key_active_unique ON public.user_devices USING btree (project_id, public_key) WHERE (nebula_ip IS NOT NULL);
+
+--
+-- Name: INDEX user_devices_public_key_active_unique; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON INDEX public.user_devices_public_key_active_unique IS 'A public key belongs to at most one device holding an address in a project.';
+
+--
 -- Name: audit_log audit_log_no_truncate; Type: TRIGGER; Schema: public; Owner: -
 --
 

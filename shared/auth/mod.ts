@@ -1,0 +1,129 @@
+/**
+ * Verifies Supabase access tokens. HS256 tokens are checked with the
+ * project's JWT secret; ES256 and RS256 tokens (Supabase's asymmetric signing
+ * keys) with the project's JWKS. The user must still exist in auth.users, so
+ * a deleted user's unexpired token is refused.
+ *
+ * Functions verify tokens themselves and run with `verify_jwt = false`: the
+ * platform's check would answer before the function runs, without CORS
+ * headers or a problem document, and `nebula-ca` needs no token at all.
+ */
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  type JWTPayload,
+  jwtVerify,
+} from "jose";
+import type { Db } from "../db/port.ts";
+import { UnauthorizedError } from "../errors.ts";
+
+export interface AuthSettings {
+  jwtSecret: string;
+  /** URL of the project's JWKS; asymmetric tokens are refused without it. */
+  jwksUrl?: string;
+  /** Expected `iss`; not checked when unset. */
+  issuer?: string;
+}
+
+export interface AuthUser {
+  userId: string;
+  email?: string;
+}
+
+export interface Authenticator {
+  authenticate(request: Request): Promise<AuthUser>;
+}
+
+const ASYMMETRIC = new Set(["ES256", "RS256"]);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function bearerToken(request: Request): string {
+  const header = request.headers.get("authorization");
+  if (!header) {
+    throw new UnauthorizedError(
+      "Missing Authorization header; send `Authorization: Bearer <access token>`",
+      "missing_token",
+    );
+  }
+  const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/
+    .exec(header.trim());
+  if (!match) {
+    throw new UnauthorizedError(
+      "The Authorization header must be `Bearer <access token>`",
+    );
+  }
+  return match[1];
+}
+
+export function createAuthenticator(
+  db: Db,
+  settings: AuthSettings,
+): Authenticator {
+  const secret = new TextEncoder().encode(settings.jwtSecret);
+  const jwks = settings.jwksUrl
+    ? createRemoteJWKSet(new URL(settings.jwksUrl))
+    : undefined;
+
+  async function verify(token: string): Promise<JWTPayload> {
+    let algorithm: string | undefined;
+    try {
+      algorithm = decodeProtectedHeader(token).alg;
+    } catch {
+      throw new UnauthorizedError("The access token is malformed");
+    }
+    const options = { audience: "authenticated", issuer: settings.issuer };
+    try {
+      if (algorithm === "HS256") {
+        return (await jwtVerify(token, secret, {
+          ...options,
+          algorithms: ["HS256"],
+        })).payload;
+      }
+      if (algorithm && ASYMMETRIC.has(algorithm) && jwks) {
+        return (await jwtVerify(token, jwks, {
+          ...options,
+          algorithms: [...ASYMMETRIC],
+        })).payload;
+      }
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === "ERR_JWT_EXPIRED") {
+        throw new UnauthorizedError(
+          "The access token has expired; sign in again",
+        );
+      }
+      throw new UnauthorizedError(
+        "The access token is not valid for this project",
+      );
+    }
+    throw new UnauthorizedError(
+      `Tokens signed with ${algorithm ?? "no algorithm"} are not accepted`,
+    );
+  }
+
+  return {
+    async authenticate(request: Request): Promise<AuthUser> {
+      const payload = await verify(bearerToken(request));
+      if (
+        payload.role !== "authenticated" || typeof payload.sub !== "string" ||
+        !UUID.test(payload.sub)
+      ) {
+        throw new UnauthorizedError(
+          "The access token is not a signed-in user's token",
+        );
+      }
+
+      const rows = await db.query<{ id: string }>(
+        "select id from auth.users where id = $1",
+        [payload.sub],
+      );
+      if (rows.length === 0) {
+        throw new UnauthorizedError("The access token's user does not exist");
+      }
+      return {
+        userId: rows[0].id,
+        email: typeof payload.email === "string" ? payload.email : undefined,
+      };
+    },
+  };
+}

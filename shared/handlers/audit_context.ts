@@ -1,0 +1,54 @@
+/** Builds the audit context of a request and records refusals outside the failed transaction. */
+import {
+  appendAuditRefusal,
+  type AuditContext,
+  type AuditEvent,
+} from "../audit/mod.ts";
+import type { RequestContext } from "../http/serve.ts";
+import type { HandlerDeps } from "./deps.ts";
+import { describeError } from "../http/log.ts";
+
+/** First address of X-Forwarded-For, which Supabase's gateway sets to the client. */
+export function clientIp(request: Request): string | null {
+  const forwarded = request.headers.get("x-forwarded-for")?.split(",")[0]
+    ?.trim();
+  return forwarded || request.headers.get("x-real-ip") || null;
+}
+
+export function auditContext(
+  context: RequestContext,
+  userId: string | null,
+): AuditContext {
+  return {
+    actorId: userId,
+    actorType: userId ? "user" : "anonymous",
+    clientIp: clientIp(context.request),
+    userAgent: context.request.headers.get("user-agent"),
+    requestId: context.requestId,
+  };
+}
+
+/**
+ * Runs `work`; when it throws a refusal, records it in the audit log (in its
+ * own statement, because the work's transaction has rolled back) and rethrows.
+ */
+export async function auditRefusals<T>(
+  deps: HandlerDeps,
+  audit: AuditContext,
+  event: Omit<AuditEvent, "outcome" | "errorCode">,
+  work: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    try {
+      await appendAuditRefusal(deps.db, audit, event, error, deps.now());
+    } catch (auditError) {
+      deps.logger.error("audit refusal not recorded", {
+        ...describeError(auditError),
+        action: event.action,
+      });
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,13 @@
+/** What every handler receives; tests and the local server build it in-process. */
+import type { Authenticator } from "../auth/mod.ts";
+import type { Db } from "../db/port.ts";
+import type { Logger } from "../http/log.ts";
+
+export interface HandlerDeps {
+  db: Db;
+  auth: Authenticator;
+  /** 32-byte key-encryption key that seals CA private keys. */
+  kek: Uint8Array;
+  logger: Logger;
+  now: () => Date;
+}

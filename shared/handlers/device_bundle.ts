@@ -1,0 +1,95 @@
+/** Assembles what a device receives: CA bundle, its certificate, nebula.yml and README in a ZIP. */
+import type { Db } from "../db/port.ts";
+import { buildBundle, bundleReadme } from "../bundle/mod.ts";
+import { generateNebulaConfig } from "../config/nebula_yml.ts";
+import { loadProjectCas } from "../lifecycle/cas.ts";
+import {
+  type ConfigInputs,
+  loadConfigInputs,
+} from "../lifecycle/config_etag.ts";
+import { projectGroup } from "./signer.ts";
+
+/** Changes whenever the generated nebula.yml changes shape, so every ETag changes too. */
+export const CONFIG_GENERATOR_VERSION = "1";
+
+export interface DeviceBundle {
+  bundle: Uint8Array;
+  configYaml: string;
+  caPem: string;
+  caFingerprints: string[];
+  inputs: ConfigInputs;
+}
+
+/** Renders nebula.yml from the inputs the ETag is computed over. */
+export function renderConfig(inputs: ConfigInputs): string {
+  return generateNebulaConfig({
+    device: {
+      ip: inputs.ip,
+      prefixLength: inputs.prefixLength,
+      isLighthouse: inputs.isLighthouse,
+    },
+    lighthouses: inputs.lighthouses.map(({ ip, endpoints }) => ({
+      ip,
+      endpoints,
+    })),
+    projectGroup: projectGroup(inputs.projectId),
+    blocklist: inputs.blocklist,
+  });
+}
+
+/** The CA bundle: every unexpired, unretired CA of the project, newest expiry first. */
+export async function loadCaBundle(
+  db: Db,
+  projectId: string,
+  now: Date,
+): Promise<{ pem: string; fingerprints: string[] }> {
+  const cas = await loadProjectCas(db, projectId, now);
+  return {
+    pem: cas.map((ca) => ca.certPem).join(""),
+    fingerprints: cas.map((ca) => ca.fingerprint),
+  };
+}
+
+export async function buildDeviceBundle(
+  db: Db,
+  request: {
+    projectId: string;
+    projectName: string;
+    deviceId: string;
+    certificatePem: string;
+    notAfter: Date;
+  },
+  now: Date,
+): Promise<DeviceBundle> {
+  const inputs = await loadConfigInputs(
+    db,
+    request.projectId,
+    request.deviceId,
+    CONFIG_GENERATOR_VERSION,
+    now,
+  );
+  const configYaml = renderConfig(inputs);
+  const ca = await loadCaBundle(db, request.projectId, now);
+  const readme = bundleReadme({
+    projectName: request.projectName,
+    deviceName: inputs.deviceName,
+    ip: inputs.ip,
+    prefixLength: inputs.prefixLength,
+    notAfter: request.notAfter,
+    isLighthouse: inputs.isLighthouse,
+  });
+
+  const bundle = await buildBundle({
+    caPem: ca.pem,
+    certificatePem: request.certificatePem,
+    configYaml,
+    readme,
+  });
+  return {
+    bundle,
+    configYaml,
+    caPem: ca.pem,
+    caFingerprints: ca.fingerprints,
+    inputs,
+  };
+}

@@ -1,0 +1,58 @@
+/** Signs host certificates with a project's CA, unsealing its key for the one signature. */
+import type { Db } from "../db/port.ts";
+import type {
+  HostCertificateRequest,
+  HostCertificateSigner,
+  SignedHostCertificate,
+} from "../lifecycle/types.ts";
+import { readCertificatePem, signHostCertificate } from "../pki/ca.ts";
+import { openCaKey } from "../pki/key_encryption.ts";
+
+export function createSigner(db: Db, kek: Uint8Array): HostCertificateSigner {
+  return async function signWithProjectCa(
+    request: HostCertificateRequest,
+  ): Promise<SignedHostCertificate> {
+    const [row] = await db.query<
+      { encrypted_private_key: Uint8Array; key_nonce: Uint8Array }
+    >(
+      "select encrypted_private_key, key_nonce from public.nebula_cas where id = $1 and project_id = $2",
+      [request.ca.id, request.projectId],
+    );
+    if (!row) {
+      throw new Error(
+        `CA ${request.ca.id} of project ${request.projectId} has no stored key`,
+      );
+    }
+
+    const caPrivateKey = await openCaKey(kek, request.projectId, {
+      ciphertext: row.encrypted_private_key,
+      nonce: row.key_nonce,
+    });
+    try {
+      const signed = await signHostCertificate({
+        ca: await readCertificatePem(request.ca.certPem),
+        caPrivateKey,
+        publicKey: request.publicKey,
+        name: request.name,
+        ip: request.ip,
+        prefixLength: request.prefixLength,
+        groups: request.groups,
+        notBefore: request.notBefore,
+        notAfter: request.notAfter,
+      });
+      return {
+        pem: signed.pem,
+        fingerprint: signed.fingerprint,
+        notBefore: signed.notBefore,
+        notAfter: signed.notAfter,
+      };
+    } finally {
+      caPrivateKey.fill(0);
+    }
+  };
+}
+
+/** Group every device certificate of a project carries; the generated firewall admits it. */
+export function projectGroup(projectId: string): string {
+  return `project:${projectId}`;
+}

@@ -57,10 +57,9 @@ async function signRandom(
     { length: randomInt(4) === 0 ? 40 : randomInt(4) },
     () => randomText(20),
   );
-  const notBefore = new Date(ca.notBefore.getTime() + randomInt(3600) * 1000);
-  const notAfter = new Date(
-    notBefore.getTime() + (1 + randomInt(48)) * 3_600_000,
-  );
+  // Valid now, so that nebula-cert verify, which checks at the current time, accepts it.
+  const notBefore = new Date(Date.now() - randomInt(3600) * 1000);
+  const notAfter = new Date(Date.now() + (1 + randomInt(48)) * 3_600_000);
   const certificate = await signHostCertificate({
     ca,
     caPrivateKey: ca.privateKey,
@@ -80,7 +79,7 @@ Deno.test("signHostCertificate() output passes nebula-cert for random inputs", a
   try {
     for (let index = 0; index < CASES; index++) {
       const net = randomNetwork();
-      const now = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+      const now = new Date(Date.now() - 2 * 86_400_000);
       const ca = await createCa({
         name: randomText(20),
         cidr: net.cidr,
@@ -108,7 +107,7 @@ Deno.test("signHostCertificate() output passes nebula-cert for random inputs", a
       }`;
 
       assert.ok(
-        verdict.success || /expired/.test(verdict.output),
+        verdict.success,
         `${label}: ${verdict.output}`,
       );
       assert.equal(printed.details.name, sample.name, label);

@@ -93,6 +93,12 @@ export function statusRoutes(deps: HandlerDeps): Route[] {
       const { projectId, deviceId } = deviceTarget(context);
       await requireRole(deps.db, projectId, userId, ANY_ROLE);
       const device = await loadDevice(deps.db, projectId, deviceId);
+      if (device.ip === null) {
+        throw new NotFoundError(
+          `Device ${deviceId} was released from project ${projectId}; register it again to rejoin`,
+          "device_not_found",
+        );
+      }
       const now = deps.now();
 
       const [certificate] = await deps.db.query<

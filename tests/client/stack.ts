@@ -75,6 +75,7 @@ export async function startStack(): Promise<Stack> {
 
 /** Creates a user with `npm run dev:user`'s script and returns its id and access token. */
 export async function createUser(
+  stack: Stack,
   email: string,
 ): Promise<{ id: string; access_token: string }> {
   const result = await run(Deno.execPath(), [
@@ -82,7 +83,7 @@ export async function createUser(
     "-A",
     `${ROOT}scripts/dev_user.ts`,
     email,
-  ], { cwd: ROOT });
+  ], { cwd: ROOT, env: { VIDSYNC_MESH_URL: stack.url } });
   if (result.code !== 0) throw new Error(`dev_user failed: ${result.stderr}`);
 
   const line = result.stdout.trim().split("\n").reverse().find((text) =>

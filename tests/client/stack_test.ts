@@ -82,6 +82,7 @@ Deno.test({
     const home = await Deno.makeTempDir({ prefix: "mesh-client-" });
     try {
       const user = await createUser(
+        stack,
         `device-${crypto.randomUUID()}@example.com`,
       );
       const projectId = await createProject(stack, user.access_token);

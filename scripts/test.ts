@@ -27,6 +27,7 @@ async function runDenoTest(serverUrl: string, args: string[]): Promise<number> {
   }
   const status = await child.status;
 
+  // deno-lint-ignore no-control-regex
   const plain = tail.replace(/\x1b\[[0-9;]*m/g, "");
   const match = [...plain.matchAll(new RegExp(SUMMARY, "g"))].at(-1);
   if (match) {

@@ -109,15 +109,17 @@ export const uuid = z.string().regex(
   "must be a UUID",
 ).transform((value) => value.toLowerCase());
 
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
 /** Free text shown to people: no control characters, trimmed, bounded. */
 export function displayText(max: number) {
-  return z.string().trim().min(1, "must not be empty").max(
-    max,
-    `must be at most ${max} characters`,
-  )
-    // deno-lint-ignore no-control-regex
+  return z.string()
+    .trim()
+    .min(1, "must not be empty")
+    .max(max, `must be at most ${max} characters`)
     .refine(
-      (value) => !/[\u0000-\u001f\u007f]/.test(value),
+      (value) => !CONTROL_CHARACTER.test(value),
       "must not contain control characters",
     );
 }

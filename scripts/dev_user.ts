@@ -8,7 +8,8 @@ if (!email) {
   Deno.exit(2);
 }
 
-const base = (Deno.env.get("VIDSYNC_MESH_URL") ?? `http://127.0.0.1:${Deno.env.get("PORT") ?? 54321}`).replace(/\/$/, "");
+const base = (Deno.env.get("VIDSYNC_MESH_URL") ??
+  `http://127.0.0.1:${Deno.env.get("PORT") ?? 54321}`).replace(/\/$/, "");
 let response: Response;
 try {
   response = await fetch(`${base}/auth/v1/dev/users`, {
@@ -17,7 +18,9 @@ try {
     body: JSON.stringify({ email }),
   });
 } catch {
-  console.error(`Could not reach the local stack at ${base}; start it with \`npm start\``);
+  console.error(
+    `Could not reach the local stack at ${base}; start it with \`npm start\``,
+  );
   Deno.exit(1);
 }
 const body = await response.text();

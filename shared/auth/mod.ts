@@ -71,7 +71,12 @@ export function createAuthenticator(
     } catch {
       throw new UnauthorizedError("The access token is malformed");
     }
-    const options = { audience: "authenticated", issuer: settings.issuer };
+    // Without a required `exp`, jose would accept a token that never expires.
+    const options = {
+      audience: "authenticated",
+      issuer: settings.issuer,
+      requiredClaims: ["exp", "sub"],
+    };
     try {
       if (algorithm === "HS256") {
         return (await jwtVerify(token, secret, {

@@ -121,5 +121,7 @@ export function displayText(max: number) {
     .refine(
       (value) => !CONTROL_CHARACTER.test(value),
       "must not contain control characters",
-    );
+    )
+    // A lone surrogate cannot be stored as UTF-8; Postgres would replace it.
+    .refine((value) => value.isWellFormed(), "must be well-formed Unicode");
 }

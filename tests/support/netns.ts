@@ -39,7 +39,7 @@ export interface Underlay extends AsyncDisposable {
     node: string,
     args: string[],
     timeoutMs?: number,
-  ): Promise<{ code: number; stdout: string; stderr: string }>;
+  ): Promise<{ code: number; output: string }>;
   destroy(): Promise<void>;
 }
 
@@ -236,7 +236,7 @@ export async function createUnderlay(nodeNames: string[]): Promise<Underlay> {
     const timer = setTimeout(() => spawned.stop(500), timeoutMs);
     const status = await spawned.status;
     clearTimeout(timer);
-    return { code: status.code, stdout: spawned.output(), stderr: "" };
+    return { code: status.code, output: spawned.output() };
   };
 
   return {
@@ -260,4 +260,75 @@ export async function listNamespaces(prefix = "vsm-"): Promise<string[]> {
     .split("\n")
     .map((line) => line.split(" ")[0])
     .filter((name) => name.startsWith(prefix));
+}
+
+// Small TCP programs run by this same Deno binary inside a namespace.
+const LISTENER = `
+const listener = Deno.listen({ hostname: "0.0.0.0", port: Number(Deno.args[0]) });
+console.log("listening");
+for await (const conn of listener) {
+  conn.write(new TextEncoder().encode("pong\\n")).finally(() => conn.close());
+}`;
+
+const CONNECTOR = `
+const [hostname, port, timeoutMs] = Deno.args;
+const timer = setTimeout(() => { console.log("timeout"); Deno.exit(2); }, Number(timeoutMs));
+try {
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const buffer = new Uint8Array(16);
+  const n = await conn.read(buffer);
+  console.log("connected " + new TextDecoder().decode(buffer.subarray(0, n ?? 0)).trim());
+  conn.close();
+  clearTimeout(timer);
+  Deno.exit(0);
+} catch (error) {
+  console.log("failed " + error.name);
+  Deno.exit(1);
+}`;
+
+/** Starts a TCP server in `node` that writes `pong` to every connection. */
+export async function startTcpListener(
+  underlay: Underlay,
+  node: string,
+  port: number,
+): Promise<Spawned> {
+  const spawned = underlay.spawn(node, [
+    Deno.execPath(),
+    "eval",
+    LISTENER,
+    String(port),
+  ]);
+  const deadline = Date.now() + 10_000;
+  while (!spawned.output().includes("listening")) {
+    if (Date.now() > deadline) {
+      await spawned.stop(100);
+      throw new Error(
+        `TCP listener in ${node} did not start: ${spawned.output()}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return spawned;
+}
+
+/**
+ * Opens one TCP connection from `node` to `host:port` and reads the first
+ * line. Returns `connected pong`, `failed <error>` or `timeout`.
+ */
+export async function tryTcpConnect(
+  underlay: Underlay,
+  node: string,
+  host: string,
+  port: number,
+  timeoutMs: number,
+): Promise<string> {
+  const result = await underlay.run(node, [
+    Deno.execPath(),
+    "eval",
+    CONNECTOR,
+    host,
+    String(port),
+    String(timeoutMs),
+  ], timeoutMs + 5000);
+  return result.output.trim().split("\n").at(-1) ?? "";
 }

@@ -14,6 +14,7 @@ import {
   fingerprint,
   intToIp,
   ipToInt,
+  joinCertificate,
   maskToPrefix,
   prefixToMask,
 } from "./cert.ts";
@@ -48,8 +49,13 @@ export function parseCidr(cidr: string): { ip: string; prefixLength: number } {
   return { ip: match[1], prefixLength: Number(match[2]) };
 }
 
-async function finish(certificate: Certificate): Promise<SignedCertificate> {
-  const bytes = encodeCertificate(certificate);
+async function finish(
+  certificate: Certificate,
+  detailsBytes?: Uint8Array,
+): Promise<SignedCertificate> {
+  const bytes = detailsBytes
+    ? joinCertificate(detailsBytes, certificate.signature)
+    : encodeCertificate(certificate);
   return {
     certificate,
     bytes,
@@ -194,11 +200,9 @@ export async function signHostCertificate(
   };
   checkCaConstraints(caDetails, details);
 
-  const signature = await signEd25519(
-    request.caPrivateKey,
-    encodeDetails(details),
-  );
-  return await finish({ details, signature });
+  const detailsBytes = encodeDetails(details);
+  const signature = await signEd25519(request.caPrivateKey, detailsBytes);
+  return await finish({ details, signature }, detailsBytes);
 }
 
 /** Checks a certificate against its CA as Nebula does: issuer, times at `now`, signature, constraints. */

@@ -3,6 +3,7 @@
  * `RawNebulaCertificate { Details = 1; Signature = 2 }`. The signature is
  * Ed25519 over the encoded Details message alone, without its outer tag.
  */
+import { createHash } from "node:crypto";
 import { fromHex, toHex } from "./base64.ts";
 import { ProtobufReader, ProtobufWriter, readPacked } from "./protobuf.ts";
 
@@ -72,9 +73,20 @@ export function encodeDetails(details: CertificateDetails): Uint8Array {
 }
 
 export function encodeCertificate(certificate: Certificate): Uint8Array {
+  return joinCertificate(
+    encodeDetails(certificate.details),
+    certificate.signature,
+  );
+}
+
+/** Wraps already encoded details and their signature; saves encoding the details twice. */
+export function joinCertificate(
+  details: Uint8Array,
+  signature: Uint8Array,
+): Uint8Array {
   return new ProtobufWriter()
-    .bytesField(1, encodeDetails(certificate.details))
-    .bytesField(2, certificate.signature)
+    .bytesField(1, details)
+    .bytesField(2, signature)
     .finish();
 }
 
@@ -150,15 +162,16 @@ export function decodeCertificate(bytes: Uint8Array): Certificate {
   return { details, signature };
 }
 
-/** Lowercase hex SHA-256 of the whole encoded certificate, as Nebula prints and blocks it. */
-export async function fingerprint(
-  certificateBytes: Uint8Array,
-): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    certificateBytes as Uint8Array<ArrayBuffer>,
+/**
+ * Lowercase hex SHA-256 of the whole encoded certificate, as Nebula prints
+ * and blocks it. Hashed synchronously with node:crypto: in Deno 2.9 an
+ * awaited crypto.subtle.digest costs about 30 µs of dispatch per call, more
+ * than the rest of a signature.
+ */
+export function fingerprint(certificateBytes: Uint8Array): Promise<string> {
+  return Promise.resolve(
+    createHash("sha256").update(certificateBytes).digest("hex"),
   );
-  return toHex(new Uint8Array(digest));
 }
 
 /** Parses dotted IPv4 into a uint32. */

@@ -7,21 +7,34 @@
  */
 
 export class ProtobufWriter {
-  #bytes: number[] = [];
+  #buffer = new Uint8Array(256);
+  #length = 0;
+
+  #reserve(extra: number): void {
+    if (this.#length + extra <= this.#buffer.length) return;
+    const grown = new Uint8Array(
+      Math.max(this.#buffer.length * 2, this.#length + extra),
+    );
+    grown.set(this.#buffer.subarray(0, this.#length));
+    this.#buffer = grown;
+  }
 
   /** Appends an unsigned varint; `value` must be a non-negative safe integer. */
   varint(value: number): this {
+    this.#reserve(10);
     let rest = value;
     while (rest >= 0x80) {
-      this.#bytes.push((rest % 0x80) | 0x80);
+      this.#buffer[this.#length++] = (rest % 0x80) | 0x80;
       rest = Math.floor(rest / 0x80);
     }
-    this.#bytes.push(rest);
+    this.#buffer[this.#length++] = rest;
     return this;
   }
 
   raw(bytes: Uint8Array): this {
-    for (const byte of bytes) this.#bytes.push(byte);
+    this.#reserve(bytes.length);
+    this.#buffer.set(bytes, this.#length);
+    this.#length += bytes.length;
     return this;
   }
 
@@ -43,7 +56,7 @@ export class ProtobufWriter {
   }
 
   finish(): Uint8Array {
-    return Uint8Array.from(this.#bytes);
+    return this.#buffer.slice(0, this.#length);
   }
 }
 

@@ -5,7 +5,7 @@
  * a deleted user's unexpired token is refused.
  *
  * Functions verify tokens themselves and run with `verify_jwt = false`: the
- * platform's check would answer before the function runs, without CORS
+ * platform's check would reject requests before the function runs, without CORS
  * headers or a problem document, and `nebula-ca` needs no token at all.
  */
 import {
@@ -36,6 +36,12 @@ export interface Authenticator {
 
 const ASYMMETRIC = new Set(["ES256", "RS256"]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Tells whether a jose error code means the JWKS was unreachable or unusable. A network error from fetch has no code. */
+function isKeySourceFailure(code: string | undefined): boolean {
+  return code === undefined || code === "ERR_JWKS_TIMEOUT" ||
+    code === "ERR_JWKS_INVALID";
+}
 
 function bearerToken(request: Request): string {
   const header = request.headers.get("authorization");
@@ -92,6 +98,13 @@ export function createAuthenticator(
       }
     } catch (error) {
       const code = (error as { code?: string }).code;
+      if (algorithm !== "HS256" && isKeySourceFailure(code)) {
+        // The token may be fine: the JWKS could not be read, so this is a
+        // server fault (500, logged with its cause), not the caller's.
+        throw new Error(`Fetching the JWKS from ${settings.jwksUrl} failed`, {
+          cause: error,
+        });
+      }
       if (code === "ERR_JWT_EXPIRED") {
         throw new UnauthorizedError(
           "The access token has expired; sign in again",

@@ -48,7 +48,7 @@ export async function memberRole(
   return rows[0]?.role ?? null;
 }
 
-/** Loads the project and checks the caller holds one of `roles`. */
+/** Loads the project and checks that the caller has one of `roles`. */
 export async function requireRole(
   db: Db,
   projectId: string,
@@ -58,10 +58,7 @@ export async function requireRole(
   const project = await loadProject(db, projectId);
   const role = await memberRole(db, projectId, userId);
   if (!role) {
-    throw new ForbiddenError(
-      `You are not a member of project ${projectId}`,
-      "not_a_member",
-    );
+    throw new ForbiddenError(`You are not a member of project ${projectId}`);
   }
   if (!roles.includes(role)) {
     throw new ForbiddenError(

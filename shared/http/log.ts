@@ -26,14 +26,16 @@ export const jsonLogger: Logger = {
 /** Discards everything; for tests that call handlers in-process. */
 export const silentLogger: Logger = { info() {}, error() {} };
 
-/** Describes an unexpected error for the log: class, message, SQLSTATE and stack, never request data. */
+/** Describes an unexpected error for the log: class, message, SQLSTATE, cause and stack, never request data. */
 export function describeError(error: unknown): LogFields {
   if (!(error instanceof Error)) return { error: String(error) };
   const code = (error as { code?: unknown }).code;
+  const cause = error.cause instanceof Error ? error.cause : undefined;
   return {
     error: error.name,
     errorMessage: error.message,
     ...(typeof code === "string" ? { errorCode: code } : {}),
+    ...(cause ? { cause: `${cause.name}: ${cause.message}` } : {}),
     stack: error.stack?.split("\n").slice(0, 8).join("\n"),
   };
 }

@@ -1,0 +1,424 @@
+/**
+ * `nebula-register` in-process on real PostgreSQL, with Debian's
+ * `nebula-cert` and `nebula` as the oracles for what it hands out.
+ */
+import assert from "node:assert/strict";
+import { decodeBase64 } from "../../shared/pki/base64.ts";
+import {
+  deviceRequest,
+  type Harness,
+  randomKek,
+  readProblem,
+  rowCounts,
+  startHarness,
+  type TestUser,
+  unpackBundle,
+} from "./harness.ts";
+
+async function run(command: string, args: string[], cwd?: string) {
+  const output = await new Deno.Command(command, {
+    args,
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    success: output.success,
+    text: new TextDecoder().decode(output.stdout) +
+      new TextDecoder().decode(output.stderr),
+  };
+}
+
+/** Makes a key pair with `nebula-cert keygen`, as a device would. */
+async function nebulaKeygen(dir: string) {
+  const result = await run("nebula-cert", [
+    "keygen",
+    "-out-key",
+    `${dir}/node.key`,
+    "-out-pub",
+    `${dir}/node.pub`,
+  ]);
+  assert.ok(result.success, result.text);
+  return await Deno.readTextFile(`${dir}/node.pub`);
+}
+
+async function register(
+  harness: Harness,
+  user: TestUser,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+) {
+  return await harness.call("nebula-register", "POST", "", {
+    token: user.token,
+    body,
+    headers,
+  });
+}
+
+Deno.test("register bundle passes nebula-cert and nebula", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const dir = await Deno.makeTempDir({ prefix: "vidsync-register-" });
+  try {
+    const publicKey = await nebulaKeygen(dir);
+    const deviceId = crypto.randomUUID();
+
+    const response = await register(harness, owner, {
+      projectId: project.id,
+      deviceId,
+      deviceName: 'Colour grading: "suite" #2',
+      publicKey,
+    });
+    assert.equal(response.status, 201);
+    const body = await response.json();
+    const names = await unpackBundle(decodeBase64(body.bundle), dir);
+
+    assert.deepEqual(names.sort(), [
+      "README.md",
+      "ca.crt",
+      "nebula.yml",
+      "node.crt",
+    ]);
+    assert.equal(body.ip, "10.42.0.2");
+    assert.equal(body.prefixLength, 24);
+    assert.deepEqual(body.caFingerprints, [project.ca.fingerprint]);
+    const verify = await run("nebula-cert", [
+      "verify",
+      "-ca",
+      `${dir}/ca.crt`,
+      "-crt",
+      `${dir}/node.crt`,
+    ]);
+    assert.ok(verify.success, verify.text);
+    const printed = await run("nebula-cert", [
+      "print",
+      "-json",
+      "-path",
+      `${dir}/node.crt`,
+    ]);
+    const certificate = JSON.parse(printed.text.split("\n")[0]);
+    assert.equal(certificate.fingerprint, body.certificate.fingerprint);
+    assert.deepEqual(certificate.details.ips, ["10.42.0.2/24"]);
+    assert.equal(certificate.details.name, 'Colour grading: "suite" #2');
+    assert.equal(certificate.details.issuer, project.ca.fingerprint);
+    // The bundle's paths are relative, so nebula runs in the unpacked folder.
+    const nebulaTest = await run(
+      "nebula",
+      ["-test", "-config", "nebula.yml"],
+      dir,
+    );
+    assert.ok(nebulaTest.success, nebulaTest.text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lighthouse register gets its reserved address", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const dir = await Deno.makeTempDir({ prefix: "vidsync-lighthouse-" });
+  try {
+    const publicKey = await nebulaKeygen(dir);
+
+    const response = await register(harness, owner, {
+      projectId: project.id,
+      deviceId: crypto.randomUUID(),
+      deviceName: "lighthouse",
+      publicKey,
+      lighthouse: true,
+    });
+    assert.equal(response.status, 201);
+    const body = await response.json();
+    await unpackBundle(decodeBase64(body.bundle), dir);
+
+    assert.equal(body.ip, "10.42.0.1");
+    assert.equal(body.isLighthouse, true);
+    const config = await Deno.readTextFile(`${dir}/nebula.yml`);
+    assert.match(config, /am_lighthouse: true/);
+    // The bundle's paths are relative, so nebula runs in the unpacked folder.
+    const nebulaTest = await run(
+      "nebula",
+      ["-test", "-config", "nebula.yml"],
+      dir,
+    );
+    assert.ok(nebulaTest.success, nebulaTest.text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("register again keeps the address and answers 200", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+
+  const first = await register(harness, owner, body);
+  const firstBody = await first.json();
+  harness.setNow(new Date(Date.now() + 5000));
+  const second = await register(harness, owner, body);
+  const secondBody = await second.json();
+
+  assert.equal(first.status, 201);
+  assert.equal(second.status, 200);
+  assert.equal(secondBody.ip, firstBody.ip);
+  const [{ allocations }] = await harness.db.query<{ allocations: number }>(
+    "select count(*)::int as allocations from public.nebula_ip_allocations where device_id = $1",
+    [body.deviceId],
+  );
+  assert.equal(allocations, 1);
+});
+
+Deno.test("register with Accept application/zip returns the raw bundle", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const dir = await Deno.makeTempDir({ prefix: "vidsync-zip-" });
+  try {
+    const response = await register(harness, owner, body, {
+      accept: "application/zip",
+    });
+    const bytes = new Uint8Array(await response.arrayBuffer());
+
+    assert.equal(response.status, 201);
+    assert.equal(response.headers.get("content-type"), "application/zip");
+    assert.equal(response.headers.get("x-nebula-ip"), "10.42.0.2");
+    assert.match(
+      response.headers.get("x-nebula-fingerprint") ?? "",
+      /^[0-9a-f]{64}$/,
+    );
+    assert.match(
+      response.headers.get("access-control-expose-headers") ?? "",
+      /x-nebula-ip/,
+    );
+    const names = await unpackBundle(bytes, dir);
+    assert.equal(names.length, 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("another user's device id is 409", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const member = await harness.createUser("member");
+  const project = await harness.createProject(owner);
+  await (await harness.call(
+    "nebula-project",
+    "POST",
+    `/${project.id}/members`,
+    { token: owner.token, body: { userId: member.id, role: "member" } },
+  )).body?.cancel();
+  const { body } = await deviceRequest(project.id);
+  await (await register(harness, owner, body)).body?.cancel();
+  const before = await rowCounts(harness.db);
+
+  const response = await register(harness, member, {
+    ...body,
+    publicKey: (await deviceRequest(project.id)).body.publicKey,
+  });
+
+  assert.equal(response.status, 409);
+  assert.equal(
+    (await readProblem(response)).code,
+    "device_owned_by_other_user",
+  );
+  assert.deepEqual(await rowCounts(harness.db), before);
+});
+
+Deno.test("public key reused by second device is 409", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  await (await register(harness, owner, body)).body?.cancel();
+  const before = await rowCounts(harness.db);
+
+  const clone = await register(harness, owner, {
+    ...body,
+    deviceId: crypto.randomUUID(),
+  });
+
+  assert.equal(clone.status, 409);
+  assert.equal((await readProblem(clone)).code, "public_key_in_use");
+  assert.deepEqual(await rowCounts(harness.db), before);
+  const again = await register(harness, owner, body);
+  assert.equal(again.status, 200, "the key's own device stays idempotent");
+  await again.body?.cancel();
+});
+
+Deno.test("/30 pool admits one device, then pool_exhausted", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner, {
+    cidr: "10.9.0.0/30",
+    lighthouses: [{ ip: "10.9.0.1", endpoints: ["203.0.113.9:4242"] }],
+  });
+
+  const first = await register(
+    harness,
+    owner,
+    (await deviceRequest(project.id)).body,
+  );
+  const firstBody = await first.json();
+  const before = await rowCounts(harness.db);
+  const second = await register(
+    harness,
+    owner,
+    (await deviceRequest(project.id)).body,
+  );
+
+  assert.equal(project.pool.total, 1);
+  assert.equal(first.status, 201);
+  assert.equal(firstBody.ip, "10.9.0.2");
+  assert.equal(firstBody.prefixLength, 30);
+  assert.equal(second.status, 409);
+  const problem = await readProblem(second);
+  assert.equal(problem.code, "pool_exhausted");
+  assert.deepEqual(problem.pool, {
+    total: 1,
+    allocated: 1,
+    quarantined: 0,
+    free: 0,
+  });
+  assert.deepEqual(await rowCounts(harness.db), before);
+});
+
+Deno.test("/28 pool exhausts after 13 devices with no 5xx", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner, {
+    cidr: "10.8.0.0/28",
+    lighthouses: [{ ip: "10.8.0.1", endpoints: ["203.0.113.8:4242"] }],
+  });
+  const statuses: number[] = [];
+  const addresses = new Set<string>();
+
+  for (let index = 0; index < 16; index++) {
+    const response = await register(
+      harness,
+      owner,
+      (await deviceRequest(project.id)).body,
+    );
+    statuses.push(response.status);
+    const body = await response.json();
+    if (response.status === 201) addresses.add(body.ip);
+    else assert.equal(body.code, "pool_exhausted");
+  }
+
+  assert.equal(statuses.filter((status) => status === 201).length, 13);
+  assert.equal(statuses.filter((status) => status === 409).length, 3);
+  assert.equal(addresses.size, 13);
+  assert.ok(!addresses.has("10.8.0.1"), "lighthouse address handed out");
+});
+
+Deno.test("register failing at signing rolls everything back", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const before = await rowCounts(harness.db);
+  // A different key-encryption key cannot open the CA key, so signing
+  // fails after the device row and the allocation were written.
+  harness.deps.kek = randomKek();
+
+  const response = await harness.call("nebula-register", "POST", "", {
+    token: owner.token,
+    body,
+  });
+
+  assert.equal(response.status, 500);
+  const problem = await readProblem(response);
+  assert.equal(problem.code, "internal_error");
+  assert.ok(!/decrypt|kek|cipher|sql/i.test(problem.detail));
+  assert.deepEqual(await rowCounts(harness.db), before);
+  const errors = harness.logs.filter((line) => line.level === "error");
+  assert.ok(errors.some((line) => line.function === "nebula-register"));
+  assert.ok(errors.some((line) => line.deviceId === body.deviceId));
+});
+
+Deno.test("member cannot register a lighthouse", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const member = await harness.createUser("member");
+  const project = await harness.createProject(owner);
+  await (await harness.call(
+    "nebula-project",
+    "POST",
+    `/${project.id}/members`,
+    { token: owner.token, body: { userId: member.id, role: "member" } },
+  )).body?.cancel();
+
+  const response = await register(
+    harness,
+    member,
+    (await deviceRequest(project.id, { lighthouse: true })).body,
+  );
+
+  assert.equal(response.status, 403);
+  assert.equal((await readProblem(response)).code, "forbidden");
+});
+
+Deno.test("status shows certificate and CA expiry", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner, { caLifetimeDays: 90 });
+  const { body } = await deviceRequest(project.id);
+  const registered = await (await register(harness, owner, body)).json();
+
+  const response = await harness.call(
+    "nebula-status",
+    "GET",
+    `/${body.deviceId}?projectId=${project.id}`,
+    { token: owner.token },
+  );
+  const status = await response.json();
+
+  assert.equal(response.status, 200);
+  assert.equal(status.ip, registered.ip);
+  assert.equal(status.ownerId, owner.id);
+  assert.equal(
+    status.certificate.fingerprint,
+    registered.certificate.fingerprint,
+  );
+  assert.equal(status.certificate.revokedAt, null);
+  assert.equal(status.ca.fingerprint, project.ca.fingerprint);
+  assert.equal(status.ca.notAfter, project.ca.notAfter);
+  const days = (Date.parse(status.ca.notAfter) - Date.now()) / 86_400_000;
+  assert.ok(days > 89, `CA expires in ${days} days`);
+  assert.ok(days <= 90, `CA expires in ${days} days`);
+});
+
+Deno.test("release revokes certificate and frees device", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const registered = await (await register(harness, owner, body)).json();
+
+  const response = await harness.call(
+    "nebula-release",
+    "POST",
+    `/${body.deviceId}?projectId=${project.id}`,
+    { token: owner.token },
+  );
+  const release = await response.json();
+  const status = await harness.call(
+    "nebula-status",
+    "GET",
+    `/${body.deviceId}?projectId=${project.id}`,
+    { token: owner.token },
+  );
+
+  assert.equal(response.status, 200);
+  assert.equal(release.ip, registered.ip);
+  assert.deepEqual(release.revokedFingerprints, [
+    registered.certificate.fingerprint,
+  ]);
+  assert.equal(release.quarantinedUntil, registered.certificate.notAfter);
+  assert.equal(status.status, 404);
+  assert.equal((await readProblem(status)).code, "device_not_found");
+});

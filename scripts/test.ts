@@ -10,6 +10,9 @@ import { buildTemplate } from "../tests/support/template.ts";
 
 const SUMMARY = /(\d+) passed.*?\|\s*(\d+) failed(?:.*?\|\s*(\d+) ignored)?/;
 
+// The running `deno test`, so a signal can stop it before the cluster goes.
+let testProcess: Deno.ChildProcess | undefined;
+
 async function runDenoTest(serverUrl: string, args: string[]): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["test", "-A", ...args],
@@ -17,6 +20,7 @@ async function runDenoTest(serverUrl: string, args: string[]): Promise<number> {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
+  testProcess = child;
 
   // Echo the output while keeping its tail, where deno prints the summary.
   let tail = "";
@@ -39,19 +43,29 @@ async function runDenoTest(serverUrl: string, args: string[]): Promise<number> {
 
 async function main(): Promise<number> {
   const external = Deno.env.get("DATABASE_URL");
-  let cluster: Cluster | undefined;
+  // Held as a promise so a signal during initdb still stops what it starts.
+  const starting: Promise<Cluster | undefined> = external
+    ? Promise.resolve(undefined)
+    : startCluster();
   const stop = async () => {
+    const cluster = await starting.catch(() => undefined);
     await cluster?.stop();
   };
   const onSignal = () => {
+    // A signal sent to this process alone would leave `deno test` running
+    // against a stopped cluster.
+    try {
+      testProcess?.kill("SIGTERM");
+    } catch {
+      // It has already exited.
+    }
     stop().finally(() => Deno.exit(130));
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
   try {
-    if (!external) cluster = await startCluster();
-    const serverUrl = external ?? cluster!.url;
+    const serverUrl = external ?? (await starting)!.url;
     await buildTemplate(serverUrl);
     return await runDenoTest(serverUrl, Deno.args);
   } finally {

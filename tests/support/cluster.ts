@@ -60,13 +60,11 @@ function freePort(): number {
   return port;
 }
 
-/** Creates and starts a cluster tuned for tests (no fsync), on a free port. */
-export async function startCluster(): Promise<Cluster> {
-  const bin = findPostgresBinDir();
-  const dir = await Deno.makeTempDir({ prefix: "vidsync-pg-" });
-  if (IS_ROOT) await run(["chown", "postgres:postgres", dir]);
-
-  const data = `${dir}/data`;
+async function initAndStart(
+  bin: string,
+  dir: string,
+  data: string,
+): Promise<number> {
   await run([
     `${bin}/initdb`,
     "-D",
@@ -101,6 +99,24 @@ export async function startCluster(): Promise<Cluster> {
     "-w",
     "start",
   ], { asPostgres: true });
+  return port;
+}
+
+/** Creates and starts a cluster tuned for tests (no fsync), on a free port. */
+export async function startCluster(): Promise<Cluster> {
+  const bin = findPostgresBinDir();
+  const dir = await Deno.makeTempDir({ prefix: "vidsync-pg-" });
+  if (IS_ROOT) await run(["chown", "postgres:postgres", dir]);
+
+  const data = `${dir}/data`;
+  let port: number;
+  try {
+    port = await initAndStart(bin, dir, data);
+  } catch (error) {
+    // initdb or the start failed or was interrupted, so remove the partial cluster.
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
+  }
 
   let stopped = false;
   return {
@@ -139,4 +155,26 @@ export function stopClusterSync(cluster: Cluster): void {
     stderr: "null",
   }).outputSync();
   Deno.removeSync(cluster.dir, { recursive: true });
+}
+
+/**
+ * Starts a watcher in its own session that stops the cluster once process
+ * `pid` has exited. `deno test` handles Ctrl-C itself without running
+ * `unload` handlers, and nothing runs after SIGKILL.
+ */
+export function stopClusterWhenGone(cluster: Cluster, pid = Deno.pid): void {
+  const bin = findPostgresBinDir();
+  const asPostgres = IS_ROOT ? "runuser -u postgres -- " : "";
+  const script = [
+    `while kill -0 ${pid} 2>/dev/null; do sleep 0.5; done`,
+    `if [ -d '${cluster.dir}/data' ]; then ${asPostgres}'${bin}/pg_ctl' -D '${cluster.dir}/data' -m immediate stop; fi`,
+    `rm -rf '${cluster.dir}'`,
+  ].join("; ");
+  const watcher = new Deno.Command("setsid", {
+    args: ["sh", "-c", script],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  watcher.unref();
 }

@@ -10,7 +10,12 @@ import {
   type PostgresOptions,
 } from "../../shared/db/postgres.ts";
 import type { Db } from "../../shared/db/port.ts";
-import { type Cluster, startCluster, stopClusterSync } from "./cluster.ts";
+import {
+  type Cluster,
+  startCluster,
+  stopClusterSync,
+  stopClusterWhenGone,
+} from "./cluster.ts";
 import { buildTemplate, TEMPLATE_NAME, withDatabase } from "./template.ts";
 
 export const SERVER_URL_ENV = "VIDSYNC_TEST_SERVER_URL";
@@ -30,6 +35,8 @@ let serverUrl: Promise<string> | undefined;
 async function startOwnServer(): Promise<string> {
   const cluster: Cluster = await startCluster();
   globalThis.addEventListener("unload", () => stopClusterSync(cluster));
+  // `unload` does not run when `deno test` is interrupted.
+  stopClusterWhenGone(cluster);
   await buildTemplate(cluster.url);
   return cluster.url;
 }

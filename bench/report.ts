@@ -1,0 +1,347 @@
+/** Renders docs/BENCHMARKS.md from one run's results. */
+import type { AllocationFigures } from "./allocation.ts";
+import type { OverlayFigures } from "./overlay.ts";
+import type { RegistrationProfile } from "./profile_registration.ts";
+import type { RegistrationFigures } from "./registration.ts";
+import type { Results } from "./run.ts";
+import type { SigningFigures } from "./sign.ts";
+
+function verdict(met: boolean): string {
+  return met ? "met" : "**missed**";
+}
+
+function table(header: string[], rows: (string | number)[][]): string {
+  const lines = [
+    `| ${header.join(" | ")} |`,
+    `|${header.map(() => "---").join("|")}|`,
+    ...rows.map((row) => `| ${row.join(" | ")} |`),
+  ];
+  return lines.join("\n");
+}
+
+function machineSection(results: Results): string {
+  const m = results.machine;
+  return `## Machine
+
+${
+    table(["", ""], [
+      ["CPU", `${m.cpuModel}, ${m.cores} cores`],
+      ["memory", `${m.memoryGiB} GiB`],
+      ["kernel", m.kernel],
+      ["PostgreSQL", m.postgres],
+      ["Deno", m.deno],
+      ["Nebula", m.nebula.replace("Version: ", "")],
+      ["iperf3", m.iperf3],
+    ])
+  }
+
+Run started ${results.startedAt}, took ${results.durationSeconds} s${
+    results.quick ? ", quick mode (BENCH_QUICK=1, fewer samples)" : ""
+  }. The machine is shared with other work, so every figure is a median
+(p99 where named) and every ratio compares two figures from this same run.
+The PostgreSQL cluster is a throwaway one started by the benchmark with
+\`fsync=off\` and \`synchronous_commit=off\` (as in the tests), so commit
+latency is lower than on a durable server.
+`;
+}
+
+function signingSection(s: SigningFigures): string {
+  return `## 1. Signing a host certificate
+
+Native TypeScript signing (\`shared/pki\`) against one \`nebula-cert sign\`
+process per certificate, interleaved, ${s.samples} certificates each
+(\`bench/sign.ts\`).
+
+${
+    table(["method", "median"], [
+      [
+        "native (Ed25519 through WebCrypto)",
+        `${s.nativeMedianMs.toFixed(3)} ms`,
+      ],
+      ["`nebula-cert sign` process", `${s.nebulaCertMedianMs.toFixed(2)} ms`],
+    ])
+  }
+
+Ratio: **${s.ratio.toFixed(0)}x**. Goal at least 100x: ${
+    verdict(s.ratio >= 100)
+  }.${s.ratio >= 100 ? "" : signingShortfall(s)}
+`;
+}
+
+function signingShortfall(s: SigningFigures): string {
+  const budgetUs = (s.nebulaCertMedianMs / 100 * 1000).toFixed(0);
+  return `
+On this machine a \`nebula-cert\` process starts, signs and exits in
+${s.nebulaCertMedianMs.toFixed(2)} ms, so 100x needs native signing under
+${budgetUs} µs. A native signature encodes the certificate, signs through
+WebCrypto's async Ed25519 and hashes the result with SHA-256 for its
+fingerprint.`;
+}
+
+function allocationSection(a: AllocationFigures): string {
+  const throughput = table(
+    ["connections", "allocations", "seconds", "allocations/s"],
+    a.throughput.map((
+      t,
+    ) => [t.connections, t.allocations, t.seconds, t.perSecond]),
+  );
+  const latency = table(
+    ["pool state", "allocated before", "samples", "median", "p99"],
+    [
+      ...a.latency.map((l) => [
+        `${l.fillPercent}% full`,
+        `${l.allocatedBefore} of ${l.poolSize}`,
+        l.samples,
+        `${l.medianMs} ms`,
+        `${l.p99Ms} ms`,
+      ]),
+      [
+        "empty, never analyzed",
+        `0 of ${a.unanalyzed.poolSize}`,
+        a.unanalyzed.samples,
+        `${a.unanalyzed.medianMs} ms`,
+        `${a.unanalyzed.p99Ms} ms`,
+      ],
+    ],
+  );
+  const plan99 = a.plans.find((p) => p.fillPercent === 99)?.plan ?? "";
+
+  return `## 2. Address allocation
+
+\`allocate_nebula_ip()\` called through \`shared/allocator\` (\`allocateIp\`) on
+a /16 pool (65,533 usable addresses after one lighthouse), each call in its own
+transaction. Throughput: fresh pool, device rows created beforehand, the
+connections share one queue of devices.
+
+${throughput}
+
+Latency of single allocations on one connection, after filling the pool with
+set-based SQL to the level and running \`VACUUM ANALYZE\` (autovacuum does the
+same after a bulk change of this size). The timed allocations themselves move
+the fill level by at most ${
+    (a.latency[0].samples / a.latency[0].poolSize * 100).toFixed(1)
+  } points. A \`select 1\` round trip on the same connection takes
+${a.roundTripMedianMs} ms (median).
+
+${latency}
+
+Latency at 99% full over latency at 1% full: **${a.latencyRatio}x**. Goal at
+most 1.5x: ${verdict(a.latencyRatio <= 1.5)}. The allocator reads the first
+entry of the partial index of free rows, so its cost does not grow with the
+fill level. The candidate query at 99% full:
+
+\`\`\`
+${plan99}
+\`\`\`
+
+The last row of the latency table is the exception: right after a project's
+pool is populated in a database where \`nebula_ip_pool\` has never been
+analyzed, the planner has no statistics. It then picks
+\`nebula_ip_pool_device_unique\` for \`device_id is null\` and reads every free
+row of the project. It sorts them (an external merge on disk for a /16), so
+each allocation costs ${a.unanalyzed.medianMs} ms instead of
+${a.latency[0].medianMs} ms until autovacuum's first ANALYZE (up to
+\`autovacuum_naptime\`, 1 minute by default, later on a busy server). Two
+changes to migrations/ would remove it: replace the unique constraint
+\`nebula_ip_pool_device_unique\` with a partial unique index on
+\`(project_id, device_id) where device_id is not null\` (it then cannot match
+\`device_id is null\`, and stops indexing every free row), and run
+\`analyze public.nebula_ip_pool\` at the end of \`populate_nebula_ip_pool()\`.
+The first change alone was checked by hand on this machine: with no
+statistics the planner then uses \`nebula_ip_pool_free_idx\` and the query
+takes about 0.05 ms.
+`;
+}
+
+function populationSection(a: AllocationFigures): string {
+  return `## 3. Pool population
+
+\`populate_nebula_ip_pool()\` on a new project, one lighthouse reserved.
+
+${
+    table(
+      ["prefix", "addresses", "runs", "median"],
+      a.population.map((
+        p,
+      ) => [p.prefix, p.addresses, p.runs, `${p.medianMs} ms`]),
+    )
+  }
+`;
+}
+
+function profileTable(profile: RegistrationProfile): string {
+  return table(
+    ["statement", "calls", "median ms per registration"],
+    profile.statements.slice(0, 8).map((s) => [
+      `\`${s.statement.replaceAll("|", "\\|")}\``,
+      s.callsPerRegistration,
+      s.medianMsPerRegistration,
+    ]),
+  );
+}
+
+function registrationSection(
+  r: RegistrationFigures,
+  profile: RegistrationProfile | undefined,
+  cores: number,
+): string {
+  const rows = [
+    [
+      "1, new project (pool not analyzed)",
+      r.coldRun.requests,
+      r.coldRun.failed,
+      r.coldRun.perSecond,
+      `${r.coldRun.medianMs} ms`,
+      `${r.coldRun.p99Ms} ms`,
+    ],
+    ...r.runs.map((run) => [
+      `${run.concurrency}`,
+      run.requests,
+      run.failed,
+      run.perSecond,
+      `${run.medianMs} ms`,
+      `${run.p99Ms} ms`,
+    ]),
+  ];
+  const f = r.floor;
+  const statementCount = profile
+    ? `about ${Math.round(profile.statementsPerRegistration)}`
+    : "about twenty";
+  const databaseShare = profile
+    ? `, so waiting for them alone takes ${
+      (profile.databaseMedianMs / f.medianMs).toFixed(1)
+    } floors`
+    : "";
+  const profileText = profile
+    ? `
+Where a registration's time goes: the handler called in-process on the same
+kind of database, every statement timed (${profile.samples} registrations on
+a new project whose pool was then analyzed). Handler median ${profile.handlerMedianMs} ms,
+of which ${profile.databaseMedianMs} ms waiting for
+${profile.statementsPerRegistration} statements; the transaction spans
+${profile.transactionMedianMs} ms. The slowest statements:
+
+${profileTable(profile)}
+`
+    : "";
+
+  return `## 4. Registration over HTTP
+
+\`POST /functions/v1/nebula-register\` (JSON response with the base64 bundle)
+sent to the local stack (\`local/server.ts\`, its own process) on PostgreSQL,
+a new device and a new key per request, from a client in the benchmark
+process on the same ${cores}-core machine. The first row is a project created
+just before, as a user would register right after setting it up; then
+\`nebula_ip_pool\` is analyzed${
+    r.coldRun.autoanalyzed
+      ? " (autovacuum had already analyzed it during the first row)"
+      : ""
+  } and the concurrency levels run on the same project.
+
+${
+    table([
+      "concurrency",
+      "requests",
+      "failed",
+      "registrations/s",
+      "median",
+      "p99",
+    ], rows)
+  }
+
+Floor, measured in-process right after the first level: one database round
+trip (${f.roundTripMedianMs} ms) + one signature (${f.signMedianMs} ms) + one
+ZIP bundle (${f.zipMedianMs} ms) = **${f.medianMs} ms** median
+(${f.samples} samples).
+
+Median at concurrency 1 over the floor: **${r.ratioToFloor}x** with an analyzed
+pool, **${r.coldRatioToFloor}x** on the new project. Goal at most 3x:
+${verdict(r.ratioToFloor <= 3)} (analyzed), ${
+    verdict(r.coldRatioToFloor <= 3)
+  } (new project).
+${profileText}
+What bounds it: a registration is one transaction of ${statementCount}
+statements, each a loopback round trip plus the postgres.js and Deno I/O
+around it${databaseShare}. On a new project the
+allocation's sort (section 2) comes on top. Proposed fixes, in order of
+effect:
+
+1. The two allocator changes in section 2.
+2. Load the project's CAs once per registration and pass them down.
+   \`loadProjectCas\` runs three times: in \`signForDevice\`, for the config
+   inputs and for the CA bundle.
+3. Move the device claim, the key checks and the allocation into one SQL
+   function, so they cost one round trip instead of six.
+`;
+}
+
+function memorySection(r: RegistrationFigures): string {
+  return `## 5. Memory
+
+Peak resident memory (\`VmHWM\` in \`/proc/<pid>/status\`) of the local stack
+process: **${r.memory.startupPeakMiB} MiB** once listening,
+**${r.memory.peakMiB} MiB** after every registration level above (resident
+at the end: ${r.memory.residentMiB} MiB).
+`;
+}
+
+function overlaySection(o: OverlayFigures | { skipped: string }): string {
+  if ("skipped" in o) {
+    return `## 6. Nebula overlay throughput\n\nSkipped: ${o.skipped}.\n`;
+  }
+
+  const inClaim = o.ratio >= 0.8 && o.ratio <= 0.95;
+  const rate = `${o.linkRate.replace("gbit", " Gbit")}/s`;
+  return `## 6. Nebula overlay throughput
+
+Two network namespaces joined by one veth pair, shaped to ${rate} with
+\`tc tbf\` on both ends. \`iperf3\` TCP from one namespace to the other for
+${o.secondsPerRun} s (first second omitted), ${o.rounds} round(s),
+alternating. Each round measures straight over the link, then through \`nebula\` daemons running
+on the same link with certificates from \`shared/pki\` and the nebula.yml
+from \`shared/config\` (tun MTU ${o.nebulaMtu}).
+
+${
+    table(["path", "median throughput"], [
+      ["veth link, no overlay", `${o.plainMbps} Mbit/s`],
+      ["Nebula overlay on that link", `${o.overlayMbps} Mbit/s`],
+    ])
+  }
+
+Overlay over link: **${(o.ratio * 100).toFixed(0)}%**. The claim that the
+overlay reaches 80-95% of the link: ${
+    inClaim ? "holds here" : "**does not hold here**"
+  }. Both daemons, both iperf3 ends and the shaping share this machine's
+cores; separate hosts were not measured.
+`;
+}
+
+/** Renders the whole report; sections that did not run are left out. */
+export function renderReport(results: Results): string {
+  const parts = [
+    `# Benchmarks
+
+Generated by \`npm run bench\` (\`deno run -A bench/run.ts\`), which also writes
+the raw figures to \`bench/results.json\`. Do not edit by hand: run it again.
+`,
+    machineSection(results),
+  ];
+  if (results.signing) parts.push(signingSection(results.signing));
+  if (results.allocation) {
+    parts.push(allocationSection(results.allocation));
+    parts.push(populationSection(results.allocation));
+  }
+  if (results.registration) {
+    parts.push(
+      registrationSection(
+        results.registration,
+        results.registrationProfile,
+        results.machine.cores,
+      ),
+    );
+    parts.push(memorySection(results.registration));
+  }
+  if (results.overlay) parts.push(overlaySection(results.overlay));
+
+  return parts.join("\n");
+}

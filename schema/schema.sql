@@ -664,6 +664,13 @@ begin
   on conflict (project_id, ip) do nothing;
 
   get diagnostics v_count = row_count;
+
+  -- Fresh statistics right away, so the first allocations on a large new
+  -- pool do not wait for autovacuum to choose the free-row index.
+  if v_count >= 1024 then
+    analyze public.nebula_ip_pool;
+  end if;
+
   return v_count;
 end
 $$;
@@ -1479,13 +1486,6 @@ ALTER TABLE ONLY public.nebula_ip_allocations
     ADD CONSTRAINT nebula_ip_allocations_pkey PRIMARY KEY (id);
 
 --
--- Name: nebula_ip_pool nebula_ip_pool_device_unique; Type: CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.nebula_ip_pool
-    ADD CONSTRAINT nebula_ip_pool_device_unique UNIQUE (project_id, device_id);
-
---
 -- Name: nebula_ip_pool nebula_ip_pool_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1584,6 +1584,18 @@ CREATE INDEX nebula_certificates_project_ip_idx ON public.nebula_certificates US
 --
 
 CREATE UNIQUE INDEX nebula_ip_allocations_open_device_idx ON public.nebula_ip_allocations USING btree (project_id, device_id) WHERE (released_at IS NULL);
+
+--
+-- Name: nebula_ip_pool_device_unique; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX nebula_ip_pool_device_unique ON public.nebula_ip_pool USING btree (project_id, device_id) WHERE (device_id IS NOT NULL);
+
+--
+-- Name: INDEX nebula_ip_pool_device_unique; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON INDEX public.nebula_ip_pool_device_unique IS 'One address per device: no two allocated rows name the same device.';
 
 --
 -- Name: nebula_ip_pool_free_idx; Type: INDEX; Schema: public; Owner: -

@@ -38,6 +38,7 @@ const stack = await startStack({
   jwtSecret: Deno.env.get("SUPABASE_JWT_SECRET") || undefined,
   kek: await localKek(dataRoot),
   logger: jsonLogger,
+  reclaimSecret: Deno.env.get("NEBULA_RECLAIM_SECRET") || undefined,
 });
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

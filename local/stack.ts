@@ -27,6 +27,8 @@ export interface StackOptions {
   kek: Uint8Array;
   logger?: Logger;
   now?: () => Date;
+  /** Secret that `nebula-reclaim` requires; reclaim answers 401 without one. */
+  reclaimSecret?: string;
 }
 
 export interface Stack {
@@ -129,6 +131,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     kek: options.kek,
     logger,
     now: options.now ?? (() => new Date()),
+    reclaimSecret: options.reclaimSecret,
   };
   const functions = new Map<string, FetchHandler>(
     Object.keys(FUNCTION_ROUTES).map((

@@ -16,6 +16,8 @@ const EnvSchema = z.object({
   JWT_ISSUER: z.string().min(1).optional(),
   NEBULA_CA_KEK: z.string().min(1, "must be set to a base64 32-byte key"),
   DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).optional(),
+  NEBULA_RECLAIM_SECRET: z.string().min(32, "must be at least 32 characters")
+    .optional(),
 });
 
 export interface Settings {
@@ -25,6 +27,8 @@ export interface Settings {
   issuer?: string;
   kek: Uint8Array;
   poolSize: number;
+  /** Secret for `nebula-reclaim`; when unset, the function rejects every call. */
+  reclaimSecret?: string;
 }
 
 /** Reads settings; the message names each missing or invalid variable, never its value. */
@@ -59,5 +63,6 @@ export function readSettings(
       (supabaseUrl ? `${supabaseUrl}/auth/v1` : undefined),
     kek: parseKek(values.NEBULA_CA_KEK),
     poolSize: values.DB_POOL_SIZE ?? 5,
+    reclaimSecret: values.NEBULA_RECLAIM_SECRET,
   };
 }

@@ -10,4 +10,6 @@ export interface HandlerDeps {
   kek: Uint8Array;
   logger: Logger;
   now: () => Date;
+  /** Secret that `nebula-reclaim` callers must present; unset rejects every call. */
+  reclaimSecret?: string;
 }

@@ -10,6 +10,13 @@ import {
 } from "../http/serve.ts";
 import type { HandlerDeps } from "./deps.ts";
 import { caRoutes, releaseRoutes, statusRoutes } from "./device.ts";
+import {
+  configRoutes,
+  heartbeatRoutes,
+  reclaimRoutes,
+  renewRoutes,
+  revokeRoutes,
+} from "./lifecycle.ts";
 import { projectRoutes } from "./project.ts";
 import { registerRoutes } from "./register.ts";
 
@@ -19,6 +26,11 @@ export const FUNCTION_ROUTES: Record<string, (deps: HandlerDeps) => Route[]> = {
   "nebula-ca": caRoutes,
   "nebula-status": statusRoutes,
   "nebula-release": releaseRoutes,
+  "nebula-renew": renewRoutes,
+  "nebula-config": configRoutes,
+  "nebula-heartbeat": heartbeatRoutes,
+  "nebula-revoke": revokeRoutes,
+  "nebula-reclaim": reclaimRoutes,
 };
 
 export type FunctionName = keyof typeof FUNCTION_ROUTES;
@@ -47,6 +59,7 @@ export function createFunctionFromEnv(name: string): FetchHandler {
         kek: settings.kek,
         logger: jsonLogger,
         now: () => new Date(),
+        reclaimSecret: settings.reclaimSecret,
       });
     }
     return handler(request);

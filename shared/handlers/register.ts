@@ -20,6 +20,7 @@ import { loadProjectCas } from "../lifecycle/cas.ts";
 import { hostCertificateValidity } from "../lifecycle/validity.ts";
 import { encodeBase64 } from "../pki/base64.ts";
 import { parseDevicePublicKey } from "../pki/keys.ts";
+import { rateLimitHeaders } from "../ratelimit/mod.ts";
 import {
   ANY_ROLE,
   MANAGERS,
@@ -30,6 +31,7 @@ import {
 import { auditContext, auditRefusals } from "./audit_context.ts";
 import type { HandlerDeps } from "./deps.ts";
 import { buildDeviceBundle } from "./device_bundle.ts";
+import { limitRequest } from "./lifecycle.ts";
 import { createSigner, projectGroup } from "./signer.ts";
 
 const RegisterBody = z.strictObject({
@@ -316,6 +318,12 @@ export function registerRoutes(deps: HandlerDeps): Route[] {
       );
       context.logFields.projectId = input.projectId;
       context.logFields.deviceId = input.deviceId;
+      const limit = await limitRequest(deps, context, {
+        endpoint: "nebula-register",
+        projectId: input.projectId,
+        deviceId: input.deviceId,
+        userId,
+      });
 
       const result = await auditRefusals(
         deps,
@@ -336,6 +344,7 @@ export function registerRoutes(deps: HandlerDeps): Route[] {
       const headers = {
         "x-nebula-ip": result.ip,
         "x-nebula-fingerprint": result.signed.fingerprint,
+        ...(limit ? rateLimitHeaders(limit) : {}),
       };
       if (
         /application\/zip/i.test(context.request.headers.get("accept") ?? "")

@@ -1,0 +1,3 @@
+import { createFunctionFromEnv } from "../../shared/handlers/mod.ts";
+
+Deno.serve(createFunctionFromEnv("nebula-renew"));

@@ -5,6 +5,8 @@
  * directories, so extraction cannot escape its folder.
  */
 import JSZip from "jszip";
+import { checkCaBundle, readCertificatePem } from "../pki/ca.ts";
+import { decodePemBlocks } from "../pki/pem.ts";
 
 /** `S_IFREG | 0644`: jszip needs the file-type bits along with the permissions. */
 const REGULAR_FILE_0644 = 0o100644;
@@ -15,6 +17,8 @@ export interface BundleInput {
   certificatePem: string;
   configYaml: string;
   readme: string;
+  /** When given, a CA that is not valid at this time is rejected. */
+  now?: Date;
 }
 
 export const BUNDLE_ENTRIES = [
@@ -24,7 +28,31 @@ export const BUNDLE_ENTRIES = [
   "README.md",
 ] as const;
 
+/**
+ * Checks that the certificates fit together before they ship: a v1 CA
+ * bundle without expired CAs, and one host certificate issued by one of them.
+ */
+async function checkCertificates(input: BundleInput): Promise<void> {
+  const caFingerprints = await checkCaBundle(input.caPem, input.now);
+  if (decodePemBlocks(input.certificatePem).length !== 1) {
+    throw new RangeError("node.crt must hold exactly one certificate");
+  }
+
+  const host = await readCertificatePem(input.certificatePem);
+  if (host.certificate.details.isCa) {
+    throw new RangeError("node.crt must be a host certificate, not a CA");
+  }
+  if (!caFingerprints.includes(host.certificate.details.issuer)) {
+    throw new RangeError(
+      `node.crt was issued by ${host.certificate.details.issuer}, which is not in ca.crt`,
+    );
+  }
+}
+
+/** Builds the bundle ZIP; throws RangeError when the certificates do not fit together. */
 export async function buildBundle(input: BundleInput): Promise<Uint8Array> {
+  await checkCertificates(input);
+
   const zip = new JSZip();
   const contents = [
     input.caPem,

@@ -1,9 +1,9 @@
 /**
  * Generates `nebula.yml` with the `yaml` library, never from string
- * templates, and checks what `nebula -test` (1.6.1) does not: that every
- * listed lighthouse has a static_host_map entry, that overlay addresses sit
- * inside the device's network, that endpoints carry a usable port, and that
- * blocklist entries are lowercase hex fingerprints.
+ * templates. The generator checks what `nebula -test` (1.6.1) does not: every
+ * listed lighthouse has a static_host_map entry and sits inside the device's
+ * network, no lighthouse is listed twice, endpoints carry a port from 1 to
+ * 65535, and blocklist entries are lowercase hex fingerprints.
  */
 import { stringify } from "yaml";
 import { intToIp, ipToInt, prefixToMask } from "../pki/cert.ts";
@@ -72,13 +72,38 @@ function inNetwork(ip: string, network: string, prefixLength: number): boolean {
   return ((ipToInt(ip) & mask) >>> 0) === ((ipToInt(network) & mask) >>> 0);
 }
 
-function checkInput(input: NebulaConfigInput): void {
+function parseAddress(ip: string, label: string): number {
+  try {
+    return ipToInt(ip);
+  } catch {
+    throw new ConfigInputError(
+      `${label} ${JSON.stringify(ip)} is not an IPv4 address`,
+    );
+  }
+}
+
+function checkDevice(device: NebulaConfigInput["device"]): void {
+  parseAddress(device.ip, "Device address");
+  const prefix = device.prefixLength;
+  if (!Number.isInteger(prefix) || prefix < 8 || prefix > 30) {
+    throw new ConfigInputError(
+      `Prefix length ${prefix} must be a whole number from 8 to 30`,
+    );
+  }
+}
+
+function checkLighthouses(input: NebulaConfigInput): void {
   const { device } = input;
-  ipToInt(device.ip);
   const network = intToIp(
     (ipToInt(device.ip) & prefixToMask(device.prefixLength)) >>> 0,
   );
+  const seen = new Set<number>();
   for (const lighthouse of input.lighthouses) {
+    const address = parseAddress(lighthouse.ip, "Lighthouse address");
+    if (seen.has(address)) {
+      throw new ConfigInputError(`Lighthouse ${lighthouse.ip} is listed twice`);
+    }
+    seen.add(address);
     if (!inNetwork(lighthouse.ip, network, device.prefixLength)) {
       throw new ConfigInputError(
         `Lighthouse ${lighthouse.ip} is outside the overlay network ${network}/${device.prefixLength}`,
@@ -90,6 +115,18 @@ function checkInput(input: NebulaConfigInput): void {
       );
     }
     lighthouse.endpoints.forEach(parseEndpoint);
+  }
+}
+
+function checkInput(input: NebulaConfigInput): void {
+  checkDevice(input.device);
+  checkLighthouses(input);
+  if (input.projectGroup.trim() === "" || !input.projectGroup.isWellFormed()) {
+    throw new ConfigInputError(
+      `Project group ${
+        JSON.stringify(input.projectGroup)
+      } must be non-empty Unicode text`,
+    );
   }
   for (const entry of input.blocklist) {
     if (!FINGERPRINT.test(entry)) {
@@ -113,7 +150,8 @@ export function buildNebulaConfig(
   checkInput(input);
   const { device } = input;
   const pki = input.pki ?? { ca: "ca.crt", cert: "node.crt", key: "node.key" };
-  // A lighthouse must not list itself, and lists no others: it only answers.
+  // A lighthouse lists no lighthouses. Listing itself makes Nebula 1.6 fail
+  // at start, and it learns hosts from their updates instead of queries.
   const others = input.lighthouses.filter((lighthouse) =>
     lighthouse.ip !== device.ip
   );

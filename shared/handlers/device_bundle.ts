@@ -84,6 +84,7 @@ export async function buildDeviceBundle(
     certificatePem: request.certificatePem,
     configYaml,
     readme,
+    now,
   });
   return {
     bundle,

@@ -66,14 +66,39 @@ async function finish(
   };
 }
 
+/**
+ * Validity of a new CA: either explicit `notBefore`/`notAfter`, or `now`
+ * plus `lifetimeSeconds`. `nebula-cert ca` 1.6.1 defaults to one
+ * year, after which the whole mesh stops, so callers state the lifetime.
+ */
+export type CaValidityOptions =
+  | { notBefore: Date; notAfter: Date }
+  | { now: Date; lifetimeSeconds: number };
+
+function caWindow(options: CaValidityOptions): [number, number] {
+  if ("lifetimeSeconds" in options) {
+    if (!Number.isSafeInteger(options.lifetimeSeconds)) {
+      throw new RangeError(
+        `CA lifetime must be whole seconds, got ${options.lifetimeSeconds}`,
+      );
+    }
+    const start = toSeconds(options.now);
+    return [start, start + options.lifetimeSeconds];
+  }
+  return [toSeconds(options.notBefore), toSeconds(options.notAfter)];
+}
+
 /** Creates a self-signed CA limited to the network `cidr`. */
-export async function createCa(options: {
-  name: string;
-  cidr: string;
-  notBefore: Date;
-  notAfter: Date;
-}): Promise<ProjectCa> {
+export async function createCa(
+  options: { name: string; cidr: string } & CaValidityOptions,
+): Promise<ProjectCa> {
   const { ip, prefixLength } = parseCidr(options.cidr);
+  const [notBefore, notAfter] = caWindow(options);
+  if (notAfter <= notBefore) {
+    throw new RangeError("A CA must end after it starts");
+  }
+  checkText(options.name, "name");
+
   const mask = prefixToMask(prefixLength);
   const keys = await generateEd25519KeyPair();
   const details: CertificateDetails = {
@@ -81,16 +106,14 @@ export async function createCa(options: {
     ips: [{ ip: (ipToInt(ip) & mask) >>> 0, mask }],
     subnets: [],
     groups: [],
-    notBefore: toSeconds(options.notBefore),
-    notAfter: toSeconds(options.notAfter),
+    notBefore,
+    notAfter,
     publicKey: keys.publicKey,
     isCa: true,
     issuer: "",
   };
-  if (details.notAfter <= details.notBefore) {
-    throw new RangeError("A CA must end after it starts");
-  }
   const signature = await signEd25519(keys.privateKey, encodeDetails(details));
+
   return {
     ...await finish({ details, signature }),
     privateKey: keys.privateKey,
@@ -108,6 +131,67 @@ export async function readCertificatePem(
   return await finish(decodeCertificate(block.bytes));
 }
 
+/**
+ * Checks a CA bundle before it ships and returns its CA fingerprints in
+ * order. Every block must be a v1 `NEBULA CERTIFICATE`, because Nebula 1.6
+ * to 1.9.4 refuse to start on a `NEBULA CERTIFICATE V2` block in `pki.ca`.
+ * Every certificate must be a self-signed CA and, when `now` is given,
+ * valid at `now`, because `nebula-cert verify` fails on any expired CA.
+ */
+export async function checkCaBundle(
+  pem: string,
+  now?: Date,
+): Promise<string[]> {
+  const blocks = decodePemBlocks(pem);
+  if (blocks.length === 0) throw new RangeError("The CA bundle is empty");
+
+  const fingerprints: string[] = [];
+  for (const block of blocks) {
+    if (block.type !== PEM_TYPES.certificate) {
+      throw new RangeError(
+        `The CA bundle contains a ${block.type} block, but Nebula 1.6 reads only ${PEM_TYPES.certificate} blocks`,
+      );
+    }
+    const ca = await finish(decodeCertificate(block.bytes));
+    await checkSelfSignedCa(ca, now);
+    fingerprints.push(ca.fingerprint);
+  }
+  return fingerprints;
+}
+
+async function checkSelfSignedCa(
+  ca: SignedCertificate,
+  now?: Date,
+): Promise<void> {
+  const { details } = ca.certificate;
+  if (!details.isCa) {
+    throw new RangeError(`Certificate ${ca.fingerprint} is not a CA`);
+  }
+  const seconds = now ? toSeconds(now) : undefined;
+  if (
+    seconds !== undefined &&
+    (details.notBefore > seconds || details.notAfter < seconds)
+  ) {
+    throw new RangeError(
+      `CA ${ca.fingerprint} is not valid at ${now!.toISOString()}`,
+    );
+  }
+  const valid = await verifyEd25519(
+    details.publicKey,
+    encodeDetails(details),
+    ca.certificate.signature,
+  );
+  if (!valid) {
+    throw new RangeError(`CA ${ca.fingerprint} is not correctly self-signed`);
+  }
+}
+
+/**
+ * Request for a host certificate. Validity is either explicit
+ * `notBefore`/`notAfter`, or `lifetimeSeconds` from `now` capped to the CA's
+ * NotAfter. With `now` given, a NotBefore after `now` is rejected, because
+ * Nebula reports a certificate that is not valid yet as expired.
+ */
 export interface HostCertificateRequest {
   ca: SignedCertificate;
   caPrivateKey: Uint8Array;
@@ -116,15 +200,60 @@ export interface HostCertificateRequest {
   ip: string;
   prefixLength: number;
   groups: string[];
-  notBefore: Date;
-  notAfter: Date;
+  notBefore?: Date;
+  notAfter?: Date;
+  now?: Date;
+  lifetimeSeconds?: number;
+}
+
+/** Returns NotBefore and NotAfter in Unix seconds for `request`. */
+function hostWindow(
+  request: HostCertificateRequest,
+  ca: CertificateDetails,
+): [number, number] {
+  const now = request.now ? toSeconds(request.now) : undefined;
+  if (request.lifetimeSeconds !== undefined) {
+    if (now === undefined || !(request.lifetimeSeconds > 0)) {
+      throw new RangeError(
+        `lifetimeSeconds must be positive and come with now, got ${request.lifetimeSeconds}`,
+      );
+    }
+    // The window starts at `now` and is never shifted. A CA that is not valid
+    // yet, or no longer valid, then fails checkCaConstraints.
+    return [now, Math.min(now + request.lifetimeSeconds, ca.notAfter)];
+  }
+  if (!request.notBefore || !request.notAfter) {
+    throw new RangeError(
+      "Missing validity: pass notBefore and notAfter, or now and lifetimeSeconds",
+    );
+  }
+  const window: [number, number] = [
+    toSeconds(request.notBefore),
+    toSeconds(request.notAfter),
+  ];
+  if (now !== undefined && window[0] > now) {
+    throw outside(
+      "The certificate would start after the signing time, and Nebula reports that as expired",
+      "notBefore",
+    );
+  }
+  return window;
+}
+
+/** Rejects strings that UTF-8 cannot carry unchanged (lone UTF-16 surrogates). */
+function checkText(value: string, field: string): void {
+  if (!value.isWellFormed()) {
+    throw new InvalidInputError(
+      `The ${field} contains an unpaired UTF-16 surrogate, which UTF-8 cannot encode`,
+      [{ field, message: "must be valid Unicode text" }],
+    );
+  }
 }
 
 function outside(message: string, field: string): InvalidInputError {
   return new InvalidInputError(
     message,
     [{ field, message }],
-    "certificate_out_of_bounds",
   );
 }
 
@@ -183,6 +312,9 @@ export async function signHostCertificate(
   if (request.prefixLength < 0 || request.prefixLength > 32) {
     throw new RangeError(`Invalid prefix length ${request.prefixLength}`);
   }
+  checkText(request.name, "name");
+  request.groups.forEach((group) => checkText(group, "groups"));
+  const [notBefore, notAfter] = hostWindow(request, caDetails);
 
   const details: CertificateDetails = {
     name: request.name,
@@ -192,8 +324,8 @@ export async function signHostCertificate(
     }],
     subnets: [],
     groups: request.groups,
-    notBefore: toSeconds(request.notBefore),
-    notAfter: toSeconds(request.notAfter),
+    notBefore,
+    notAfter,
     publicKey: request.publicKey,
     isCa: false,
     issuer: request.ca.fingerprint,

@@ -20,7 +20,12 @@ const HOSTILE_NAMES = [
   "x".repeat(200),
 ];
 
-async function runNebulaTest(input: NebulaConfigInput, name: string) {
+async function runNebulaTest(
+  input: NebulaConfigInput,
+  name: string,
+  extraCaPem = "",
+  keyPem?: string,
+) {
   const dir = await Deno.makeTempDir({ prefix: "vidsync-config-" });
   try {
     const now = new Date();
@@ -42,9 +47,9 @@ async function runNebulaTest(input: NebulaConfigInput, name: string) {
       notBefore: now,
       notAfter: new Date(now.getTime() + 3_600_000),
     });
-    await Deno.writeTextFile(`${dir}/ca.crt`, ca.pem);
+    await Deno.writeTextFile(`${dir}/ca.crt`, ca.pem + extraCaPem);
     await Deno.writeTextFile(`${dir}/node.crt`, certificate.pem);
-    await Deno.writeTextFile(`${dir}/node.key`, keys.privatePem);
+    await Deno.writeTextFile(`${dir}/node.key`, keyPem ?? keys.privatePem);
     const config = generateNebulaConfig({
       ...input,
       pki: {
@@ -164,9 +169,106 @@ Deno.test("generateNebulaConfig() rejects what nebula -test misses", () => {
     }],
     ["uppercase fingerprint", { ...base, blocklist: ["AB".repeat(32)] }],
     ["short fingerprint", { ...base, blocklist: ["ab".repeat(16)] }],
+    ["lighthouse listed twice", {
+      ...base,
+      lighthouses: [LIGHTHOUSES[0], LIGHTHOUSES[0]],
+    }],
+    ["lighthouse address not IPv4", {
+      ...base,
+      lighthouses: [{ ip: "10.60.0.256", endpoints: ["198.51.100.7:4242"] }],
+    }],
+    ["endpoint host with space", {
+      ...base,
+      lighthouses: [{ ip: "10.60.0.1", endpoints: ["bad host:4242"] }],
+    }],
+    ["device prefix /31", {
+      ...base,
+      device: { ...base.device, prefixLength: 31 },
+    }],
+    ["empty project group", { ...base, projectGroup: " " }],
+    ["listen port 0", { ...base, listenPort: 0 }],
   ];
 
   for (const [label, input] of bad) {
     assert.throws(() => generateNebulaConfig(input), ConfigInputError, label);
   }
+});
+
+Deno.test("generateNebulaConfig() keeps hostile group text as data", async () => {
+  const groups = [
+    "project:0b6f3c1e-5a7d-4c2b-9e8f-1a2b3c4d5e6f",
+    "x: y\nfirewall: {}",
+    "'; inbound: [any]",
+    "編集チーム 🎬",
+  ];
+  for (const group of groups) {
+    const input: NebulaConfigInput = {
+      device: { ip: "10.60.0.21", prefixLength: 24, isLighthouse: false },
+      lighthouses: LIGHTHOUSES,
+      projectGroup: group,
+      blocklist: [],
+    };
+
+    const result = await runNebulaTest(input, "group-test");
+    const config = parse(result.config);
+
+    assert.ok(result.success, `${JSON.stringify(group)}: ${result.output}`);
+    assert.deepEqual(
+      config.firewall.inbound.map((rule: { group: string }) => rule.group),
+      [group, group, group],
+    );
+    assert.deepEqual(Object.keys(config).sort(), [
+      "firewall",
+      "lighthouse",
+      "listen",
+      "logging",
+      "pki",
+      "punchy",
+      "relay",
+      "static_host_map",
+      "tun",
+    ]);
+  }
+});
+
+Deno.test("generateNebulaConfig() works with a two-CA bundle", async () => {
+  const now = new Date();
+  const next = await createCa({
+    name: "next CA",
+    cidr: "10.60.0.0/24",
+    now,
+    lifetimeSeconds: 30 * 86_400,
+  });
+
+  const result = await runNebulaTest(
+    {
+      device: { ip: "10.60.0.22", prefixLength: 24, isLighthouse: false },
+      lighthouses: LIGHTHOUSES,
+      projectGroup: "vidsync-project",
+      blocklist: [],
+    },
+    "rotation",
+    next.pem,
+  );
+
+  assert.ok(result.success, result.output);
+});
+
+Deno.test("nebula -test rejects a key that does not match node.crt", async () => {
+  const stranger = await generateX25519KeyPair();
+
+  const result = await runNebulaTest(
+    {
+      device: { ip: "10.60.0.23", prefixLength: 24, isLighthouse: false },
+      lighthouses: LIGHTHOUSES,
+      projectGroup: "vidsync-project",
+      blocklist: [],
+    },
+    "wrong key",
+    "",
+    stranger.privatePem,
+  );
+
+  assert.equal(result.success, false);
+  assert.match(result.output, /not a pair/);
 });

@@ -3,10 +3,12 @@
 export async function nebulaCert(
   args: string[],
   cwd?: string,
+  env?: Record<string, string>,
 ): Promise<string> {
   const output = await new Deno.Command("nebula-cert", {
     args,
     cwd,
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -46,10 +48,18 @@ export interface PrintedDetails {
   issuer: string;
 }
 
-/** `nebula-cert print -json` of the first certificate in `path`. */
+/**
+ * Runs `nebula-cert print -json` on the first certificate in `path`. It prints
+ * times in the local zone, so it runs west of UTC here to make sure callers
+ * parse the offset instead of comparing strings.
+ */
 export async function printCertificate(
   path: string,
 ): Promise<{ details: PrintedDetails; fingerprint: string }> {
-  const text = await nebulaCert(["print", "-json", "-path", path]);
+  const text = await nebulaCert(
+    ["print", "-json", "-path", path],
+    undefined,
+    { TZ: "America/Chicago" },
+  );
   return JSON.parse(text.split("\n")[0]);
 }

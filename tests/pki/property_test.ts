@@ -9,12 +9,17 @@ import {
   type ProjectCa,
   signHostCertificate,
 } from "../../shared/pki/ca.ts";
-import { intToIp, prefixToMask } from "../../shared/pki/cert.ts";
+import {
+  decodeCertificate,
+  encodeCertificate,
+  intToIp,
+  prefixToMask,
+} from "../../shared/pki/cert.ts";
 import { toHex } from "../../shared/pki/base64.ts";
 import { generateX25519KeyPair } from "../../shared/pki/keys.ts";
 import { printCertificate, tryNebulaCert } from "./oracle.ts";
 
-const CASES = 40;
+const CASES = 50;
 const ALPHABET = [
   ..."abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.:@#/\\\"'",
   "é",
@@ -37,7 +42,7 @@ function randomText(maxLength: number): string {
     .join("");
 }
 
-/** A random usable host address of a random /8../30 network. */
+/** Returns a random usable host address in a random /8../30 network. */
 function randomNetwork() {
   const prefixLength = 8 + randomInt(23);
   const mask = prefixToMask(prefixLength);
@@ -135,6 +140,13 @@ Deno.test("signHostCertificate() output passes nebula-cert for random inputs", a
         label,
       );
       assert.equal(printed.fingerprint, sample.certificate.fingerprint, label);
+      assert.match(printed.fingerprint, /^[0-9a-f]{64}$/, label);
+      assert.deepEqual(
+        encodeCertificate(decodeCertificate(sample.certificate.bytes)),
+        sample.certificate.bytes,
+        `${label}: decoding and encoding again changes nothing`,
+      );
+      assert.match(printed.details.notAfter, /[+-]0[56]:00$/, label);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -178,11 +190,15 @@ Deno.test("signHostCertificate() verifies with a long name and 40 groups", async
       `${dir}/host.crt`,
     ]);
 
+    const printed = await printCertificate(`${dir}/host.crt`);
+
     assert.ok(
       certificate.bytes.length > 600,
       "the details need multi-byte varint lengths",
     );
     assert.ok(verdict.success, verdict.output);
+    assert.equal(printed.details.name, "n".repeat(200));
+    assert.deepEqual(printed.details.groups, groups);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -14,6 +14,7 @@ import { silentLogger } from "../shared/http/log.ts";
 import { generateX25519KeyPair } from "../shared/pki/keys.ts";
 import { mintAccessToken } from "../local/stack.ts";
 import { TEMPLATE_NAME, withDatabase } from "../tests/support/template.ts";
+import { liftRateLimits } from "./database.ts";
 import { median, round } from "./stats.ts";
 
 const BASE = "http://127.0.0.1:54321";
@@ -119,6 +120,7 @@ export async function profileRegistration(
   const name = `bench_${crypto.randomUUID().replaceAll("-", "")}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${name} template ${TEMPLATE_NAME}`);
+  await liftRateLimits(withDatabase(serverUrl, name));
   const plain = connectPostgres(withDatabase(serverUrl, name), { max: 4 });
   try {
     let current: Map<string, number> | null = null;

@@ -14,6 +14,7 @@ import { createCa, signHostCertificate } from "../shared/pki/ca.ts";
 import { generateX25519KeyPair } from "../shared/pki/keys.ts";
 import { encodeBase64 } from "../shared/pki/base64.ts";
 import { TEMPLATE_NAME, withDatabase } from "../tests/support/template.ts";
+import { liftRateLimits } from "./database.ts";
 import { median, p99, round, timed } from "./stats.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -345,6 +346,7 @@ export async function benchmarkRegistration(
   const name = `bench_${crypto.randomUUID().replaceAll("-", "")}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${name} template ${TEMPLATE_NAME}`);
+  await liftRateLimits(withDatabase(serverUrl, name));
   const databaseUrl = withDatabase(serverUrl, name);
   let server: ServerProcess | undefined;
   try {

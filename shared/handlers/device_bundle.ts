@@ -3,6 +3,7 @@ import type { Db } from "../db/port.ts";
 import { buildBundle, bundleReadme } from "../bundle/mod.ts";
 import { generateNebulaConfig } from "../config/nebula_yml.ts";
 import { loadProjectCas } from "../lifecycle/cas.ts";
+import type { ProjectCa } from "../lifecycle/types.ts";
 import {
   type ConfigInputs,
   loadConfigInputs,
@@ -43,7 +44,10 @@ export async function loadCaBundle(
   projectId: string,
   now: Date,
 ): Promise<{ pem: string; fingerprints: string[] }> {
-  const cas = await loadProjectCas(db, projectId, now);
+  return caBundle(await loadProjectCas(db, projectId, now));
+}
+
+function caBundle(cas: ProjectCa[]): { pem: string; fingerprints: string[] } {
   return {
     pem: cas.map((ca) => ca.certPem).join(""),
     fingerprints: cas.map((ca) => ca.fingerprint),
@@ -60,16 +64,20 @@ export async function buildDeviceBundle(
     notAfter: Date;
   },
   now: Date,
+  loadedCas?: ProjectCa[],
 ): Promise<DeviceBundle> {
+  // Callers that signed just before pass the CAs they loaded: one query less each.
+  const cas = loadedCas ?? await loadProjectCas(db, request.projectId, now);
   const inputs = await loadConfigInputs(
     db,
     request.projectId,
     request.deviceId,
     CONFIG_GENERATOR_VERSION,
     now,
+    cas,
   );
   const configYaml = renderConfig(inputs);
-  const ca = await loadCaBundle(db, request.projectId, now);
+  const ca = caBundle(cas);
   const readme = bundleReadme({
     projectName: request.projectName,
     deviceName: inputs.deviceName,

@@ -151,7 +151,8 @@ async function signForDevice(
     now: Date;
   },
 ) {
-  const [ca] = await loadProjectCas(tx, project.id, request.now);
+  const cas = await loadProjectCas(tx, project.id, request.now);
+  const [ca] = cas;
   const validity = ca &&
     hostCertificateValidity(
       request.now,
@@ -201,7 +202,7 @@ async function signForDevice(
   // Equal inputs within one second sign to equal bytes: the certificate
   // exists already, which is fine unless it has been revoked since.
   if (inserted.length === 0) await checkNotRevoked(tx, signed.fingerprint);
-  return signed;
+  return { signed, cas };
 }
 
 async function checkNotRevoked(tx: Db, fingerprint: string) {
@@ -263,20 +264,25 @@ async function register(
 
     const created = device.nebula_ip === null;
     const { ip, prefixLength } = await allocate(tx, input, userId, now);
-    const signed = await signForDevice(tx, deps, project, {
+    const { signed, cas } = await signForDevice(tx, deps, project, {
       input,
       ip,
       prefixLength,
       publicKey,
       now,
     });
-    const bundle = await buildDeviceBundle(tx, {
-      projectId: project.id,
-      projectName: project.name,
-      deviceId: input.deviceId,
-      certificatePem: signed.pem,
-      notAfter: signed.notAfter,
-    }, now);
+    const bundle = await buildDeviceBundle(
+      tx,
+      {
+        projectId: project.id,
+        projectName: project.name,
+        deviceId: input.deviceId,
+        certificatePem: signed.pem,
+        notAfter: signed.notAfter,
+      },
+      now,
+      cas,
+    );
 
     await appendAuditEvent(tx, auditContext(context, userId), {
       projectId: project.id,

@@ -1,6 +1,7 @@
 import type { Db } from "../db/port.ts";
 import { NotFoundError } from "../errors.ts";
 import { loadProjectCas } from "./cas.ts";
+import type { ProjectCa } from "./types.ts";
 import { getBlocklist } from "./revoke.ts";
 
 /** Everything a device's nebula.yml is generated from; the ETag is a hash of it. */
@@ -70,6 +71,7 @@ export async function loadConfigInputs(
   deviceId: string,
   generatorVersion: string,
   now: Date = new Date(),
+  loadedCas?: ProjectCa[],
 ): Promise<ConfigInputs> {
   const device = await loadDevice(db, projectId, deviceId);
   const lighthouses = await db.query<LighthouseRow>(
@@ -77,7 +79,7 @@ export async function loadConfigInputs(
      where project_id = $1 order by ip`,
     [projectId],
   );
-  const cas = await loadProjectCas(db, projectId, now);
+  const cas = loadedCas ?? await loadProjectCas(db, projectId, now);
   const blocklist = await getBlocklist(db, projectId, now);
 
   return {

@@ -40,7 +40,7 @@ const RegisterBody = z.strictObject({
   deviceName: displayText(200),
   publicKey: z.string().max(4096, "must be at most 4096 characters"),
   lighthouse: z.boolean().optional(),
-  /** Which lighthouse slot to take when the project has several. */
+  /** Lighthouse address to take when the project has several free ones. */
   lighthouseIp: z.ipv4().optional(),
 });
 
@@ -218,7 +218,7 @@ async function checkNotRevoked(tx: Db, fingerprint: string) {
   }
 }
 
-/** A new key for a known device replaces it: certificates for the old key are revoked. */
+/** Revokes the certificates of a known device's old key when it registers a new one. */
 async function supersedeOldKey(
   tx: Db,
   input: RegisterInput,

@@ -255,7 +255,7 @@ ${verdict(r.ratioToFloor <= 3)} (analyzed), ${
 ${profileText}
 What bounds it: a registration is one transaction of ${statementCount}
 statements, each a loopback round trip plus the postgres.js and Deno I/O
-around it${databaseShare}. On a new project the
+around it${databaseShare}. The
 first registrations of a new project pay for the pool's first statistics.
 Already done: the allocator changes in section 2, and the project's CAs are
 loaded once per registration (they were loaded three times). Left to do:

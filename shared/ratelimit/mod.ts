@@ -65,24 +65,53 @@ export async function takeRateLimitToken(
   };
 }
 
+/** Takes from every bucket of `checks` in one statement, in list order. */
+async function takeAll(
+  db: Db,
+  checks: RateLimitCheck[],
+  now: Date,
+): Promise<RateLimitResult[]> {
+  const rows = await db.query<TakeRow>(
+    `select t.allowed, t.remaining, t.retry_after_seconds, t.capacity
+     from unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::int[])
+       with ordinality as c (scope, key, endpoint, project_id, cost, position)
+     cross join lateral public.take_rate_limit_token(
+       c.scope, c.key, c.endpoint, c.project_id, c.cost, $6) as t
+     order by c.position`,
+    [
+      checks.map((check) => check.scope),
+      checks.map((check) => check.key),
+      checks.map((check) => check.endpoint),
+      checks.map((check) => check.projectId ?? null),
+      checks.map((check) => check.cost ?? 1),
+      now,
+    ],
+  );
+  return rows.map((row) => ({
+    allowed: row.allowed,
+    remaining: Number(row.remaining),
+    retryAfterSeconds: Number(row.retry_after_seconds),
+    capacity: Number(row.capacity),
+  }));
+}
+
 /**
  * Takes from every bucket of `checks` and throws RateLimitedError with the
  * longest wait if any of them is empty. Returns the result with the fewest
- * tokens left, for the RateLimit headers.
+ * tokens left, for the RateLimit headers. All buckets are taken in one
+ * statement (one round trip), always in list order, so concurrent requests
+ * lock shared buckets in the same order.
  *
- * NOTE: the checks run one after another outside a shared transaction, so a
- * request rejected by a later bucket has still spent its token in earlier
- * ones. List the bucket that matters least (per IP) first.
+ * NOTE: a request rejected by a later bucket has still spent its token in
+ * earlier ones. List the bucket that matters least (per IP) first.
  */
 export async function enforceRateLimits(
   db: Db,
   checks: RateLimitCheck[],
   now: Date = new Date(),
 ): Promise<RateLimitResult | null> {
-  const results: RateLimitResult[] = [];
-  for (const check of checks) {
-    results.push(await takeRateLimitToken(db, check, now));
-  }
+  if (checks.length === 0) return null;
+  const results = await takeAll(db, checks, now);
 
   const refused = results.filter((result) => !result.allowed);
   if (refused.length > 0) {
@@ -93,7 +122,6 @@ export async function enforceRateLimits(
     );
   }
 
-  if (results.length === 0) return null;
   return results.reduce((low, result) =>
     result.remaining < low.remaining ? result : low
   );

@@ -15,23 +15,28 @@ export interface ProjectRow {
   created_at: Date;
 }
 
+const PROJECT_COLUMNS =
+  `p.id, p.name, p.cidr::text as cidr, host(p.cidr) as network,
+  masklen(p.cidr) as prefix_length,
+  extract(epoch from p.host_cert_lifetime)::float8 as host_cert_lifetime_seconds,
+  extract(epoch from p.ca_lifetime)::float8 as ca_lifetime_seconds, p.created_at`;
+
+function projectNotFound(projectId: string): NotFoundError {
+  return new NotFoundError(
+    `Project ${projectId} not found`,
+    "project_not_found",
+  );
+}
+
 export async function loadProject(
   db: Db,
   projectId: string,
 ): Promise<ProjectRow> {
   const rows = await db.query<ProjectRow>(
-    `select id, name, cidr::text as cidr, host(cidr) as network, masklen(cidr) as prefix_length,
-       extract(epoch from host_cert_lifetime)::float8 as host_cert_lifetime_seconds,
-       extract(epoch from ca_lifetime)::float8 as ca_lifetime_seconds, created_at
-     from public.projects where id = $1`,
+    `select ${PROJECT_COLUMNS} from public.projects p where p.id = $1`,
     [projectId],
   );
-  if (rows.length === 0) {
-    throw new NotFoundError(
-      `Project ${projectId} not found`,
-      "project_not_found",
-    );
-  }
+  if (rows.length === 0) throw projectNotFound(projectId);
   return rows[0];
 }
 
@@ -55,8 +60,16 @@ export async function requireRole(
   userId: string,
   roles: Role[],
 ): Promise<{ project: ProjectRow; role: Role }> {
-  const project = await loadProject(db, projectId);
-  const role = await memberRole(db, projectId, userId);
+  // One round trip for the project and the caller's membership.
+  const rows = await db.query<ProjectRow & { role: Role | null }>(
+    `select ${PROJECT_COLUMNS}, m.role
+     from public.projects p
+     left join public.project_members m on m.project_id = p.id and m.user_id = $2
+     where p.id = $1`,
+    [projectId, userId],
+  );
+  if (rows.length === 0) throw projectNotFound(projectId);
+  const { role, ...project } = rows[0];
   if (!role) {
     throw new ForbiddenError(`You are not a member of project ${projectId}`);
   }

@@ -61,16 +61,14 @@ async function claimDevice(
   publicKey: Uint8Array,
   now: Date,
 ) {
-  await tx.query(
+  // The no-op update on conflict locks an existing row and returns it, so
+  // creating and locking the device is one round trip.
+  const [device] = await tx.query<DeviceRow>(
     `insert into public.user_devices (project_id, id, owner_id, name, public_key, created_at, updated_at)
      values ($1, $2, $3, $4, $5, $6, $6)
-     on conflict (project_id, id) do nothing`,
+     on conflict (project_id, id) do update set updated_at = public.user_devices.updated_at
+     returning owner_id, public_key, nebula_ip::text as nebula_ip, is_lighthouse`,
     [input.projectId, input.deviceId, userId, input.deviceName, publicKey, now],
-  );
-  const [device] = await tx.query<DeviceRow>(
-    `select owner_id, public_key, nebula_ip::text as nebula_ip, is_lighthouse
-     from public.user_devices where project_id = $1 and id = $2 for update`,
-    [input.projectId, input.deviceId],
   );
   if (device.owner_id !== userId) {
     throw new ConflictError(

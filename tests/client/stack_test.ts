@@ -17,7 +17,6 @@ import { nebulaTest, run } from "./support.ts";
 import {
   createProject,
   createUser,
-  type Stack,
   stackUnavailable,
   startStack,
 } from "./stack.ts";

@@ -3,7 +3,7 @@
  * `nebula-cert` and `nebula` as the oracles for what it hands out.
  */
 import assert from "node:assert/strict";
-import { decodeBase64 } from "../../shared/pki/base64.ts";
+import { decodeBase64, toHex } from "../../shared/pki/base64.ts";
 import {
   deviceRequest,
   type Harness,
@@ -14,6 +14,7 @@ import {
   type TestUser,
   unpackBundle,
 } from "./harness.ts";
+import { printCertificate } from "./support.ts";
 
 async function run(command: string, args: string[], cwd?: string) {
   const output = await new Deno.Command(command, {
@@ -421,4 +422,196 @@ Deno.test("release revokes certificate and frees device", async () => {
   assert.equal(release.quarantinedUntil, registered.certificate.notAfter);
   assert.equal(status.status, 404);
   assert.equal((await readProblem(status)).code, "device_not_found");
+});
+
+Deno.test("new key keeps ip, revokes old certificate", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const first = await (await register(harness, owner, body)).json();
+  const newKey = (await deviceRequest(project.id)).body.publicKey;
+
+  const second = await register(harness, owner, { ...body, publicKey: newKey });
+  const secondBody = await second.json();
+
+  assert.equal(second.status, 200);
+  assert.equal(secondBody.ip, first.ip);
+  assert.notEqual(
+    secondBody.certificate.fingerprint,
+    first.certificate.fingerprint,
+  );
+  const rows = await harness.db.query<
+    { fingerprint: string; revoked: boolean; reason: string | null }
+  >(
+    `select fingerprint, revoked_at is not null as revoked, revocation_reason as reason
+     from public.nebula_certificates where project_id = $1 and device_id = $2`,
+    [project.id, body.deviceId],
+  );
+  const byFingerprint = new Map(rows.map((row) => [row.fingerprint, row]));
+  assert.equal(rows.length, 2);
+  assert.equal(byFingerprint.get(first.certificate.fingerprint)?.revoked, true);
+  assert.equal(
+    byFingerprint.get(first.certificate.fingerprint)?.reason,
+    "key_changed",
+  );
+  assert.equal(
+    byFingerprint.get(secondBody.certificate.fingerprint)?.revoked,
+    false,
+  );
+  // The same key in the same second would sign to the revoked certificate's bytes.
+  harness.setNow(new Date(Date.now() + 2000));
+  const oldKeyAgain = await register(harness, owner, body);
+  assert.equal(oldKeyAgain.status, 200, "the device may switch back");
+  assert.equal((await oldKeyAgain.json()).ip, first.ip);
+});
+
+Deno.test("expired CA is 409 and writes nothing", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner, { caLifetimeDays: 1 });
+  const { body } = await deviceRequest(project.id);
+  const before = await rowCounts(harness.db);
+  harness.setNow(new Date(Date.parse(project.ca.notAfter) + 60_000));
+
+  const response = await register(harness, owner, body);
+
+  assert.equal(response.status, 409);
+  assert.equal((await readProblem(response)).code, "ca_expired");
+  assert.deepEqual(await rowCounts(harness.db), before);
+  const [left] = await harness.db.query<Record<string, number>>(
+    `select (select count(*)::int from public.user_devices where id = $1) as devices,
+       (select count(*)::int from public.nebula_ip_pool where device_id = $1) as pool,
+       (select count(*)::int from public.nebula_ip_allocations where device_id = $1) as allocations,
+       (select count(*)::int from public.nebula_certificates where device_id = $1) as certificates`,
+    [body.deviceId],
+  );
+  assert.deepEqual(left, {
+    devices: 0,
+    pool: 0,
+    allocations: 0,
+    certificates: 0,
+  });
+});
+
+Deno.test("zip and base64 bundles are identical", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  // Both calls inside one wall-clock second: certificates carry whole seconds.
+  const second = Math.floor(Date.now() / 1000) * 1000;
+  harness.setNow(new Date(second + 100));
+
+  const asJson = await register(harness, owner, body);
+  const jsonBody = await asJson.json();
+  harness.setNow(new Date(second + 900));
+  const asZip = await register(harness, owner, body, {
+    accept: "application/zip",
+  });
+  const zipBytes = new Uint8Array(await asZip.arrayBuffer());
+
+  assert.equal(asJson.status, 201);
+  assert.equal(asZip.status, 200);
+  assert.equal(asZip.headers.get("content-type"), "application/zip");
+  assert.equal(asZip.headers.get("x-nebula-ip"), jsonBody.ip);
+  assert.equal(
+    asZip.headers.get("x-nebula-fingerprint"),
+    jsonBody.certificate.fingerprint,
+  );
+  assert.deepEqual(zipBytes, decodeBase64(jsonBody.bundle));
+});
+
+Deno.test("private key as publicKey is 400, not echoed", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body, privatePem } = await deviceRequest(project.id);
+  const before = await rowCounts(harness.db);
+
+  const response = await register(harness, owner, {
+    ...body,
+    publicKey: privatePem,
+  });
+  const text = await response.text();
+
+  assert.equal(response.status, 400);
+  assert.equal(
+    response.headers.get("content-type"),
+    "application/problem+json",
+  );
+  const problem = JSON.parse(text);
+  assert.equal(problem.code, "invalid_public_key");
+  assert.ok(
+    problem.errors.some((issue: { field: string }) =>
+      issue.field === "publicKey"
+    ),
+  );
+  const secret = privatePem.split("\n").filter((line) =>
+    !line.startsWith("-----") && line.length > 0
+  ).join("");
+  for (let start = 0; start + 8 <= secret.length; start += 4) {
+    assert.ok(
+      !text.includes(secret.slice(start, start + 8)),
+      "the response repeats part of the private key",
+    );
+  }
+  assert.ok(!JSON.stringify(harness.logs).includes(secret.slice(0, 16)));
+  assert.deepEqual(await rowCounts(harness.db), before);
+});
+
+Deno.test("openssl PUBLIC KEY PEM is 400", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const pair = await crypto.subtle.generateKey({ name: "X25519" }, true, [
+    "deriveBits",
+  ]) as CryptoKeyPair;
+  const spki = new Uint8Array(
+    await crypto.subtle.exportKey("spki", pair.publicKey),
+  );
+  const pem = `-----BEGIN PUBLIC KEY-----\n${
+    btoa(String.fromCharCode(...spki))
+  }\n-----END PUBLIC KEY-----\n`;
+
+  const response = await register(harness, owner, { ...body, publicKey: pem });
+
+  assert.equal(response.status, 400);
+  const problem = await readProblem(response);
+  assert.equal(problem.code, "invalid_public_key");
+  assert.match(problem.detail, /nebula-cert keygen/);
+  assert.ok(problem.errors?.some((issue) => issue.field === "publicKey"));
+});
+
+Deno.test("CRLF public key is signed unchanged", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const dir = await Deno.makeTempDir({ prefix: "vidsync-crlf-" });
+  try {
+    const publicKey = await nebulaKeygen(dir);
+    const crlf = publicKey.replaceAll("\r\n", "\n").replaceAll("\n", "\r\n");
+    const { body } = await deviceRequest(project.id, { publicKey: crlf });
+
+    const response = await register(harness, owner, body);
+    assert.equal(response.status, 201, await response.clone().text());
+    const registered = await response.json();
+    await unpackBundle(decodeBase64(registered.bundle), dir);
+    const certificate = await printCertificate(`${dir}/node.crt`);
+
+    const keyBase64 = publicKey.split("\n")[1];
+    assert.equal(
+      certificate.details.publicKey,
+      toHex(decodeBase64(keyBase64)),
+    );
+    const nebulaTest = await run(
+      "nebula",
+      ["-test", "-config", "nebula.yml"],
+      dir,
+    );
+    assert.ok(nebulaTest.success, nebulaTest.text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -9,7 +9,7 @@ import { startStack } from "./stack.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
-/** The KEK from NEBULA_CA_KEK, or one generated once into .local/ (mode 0600). */
+/** Reads the KEK from NEBULA_CA_KEK, or generates one once into .local/ (mode 0600). */
 async function localKek(dataRoot: string): Promise<Uint8Array> {
   const fromEnv = Deno.env.get("NEBULA_CA_KEK");
   if (fromEnv) return parseKek(fromEnv);

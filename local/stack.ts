@@ -27,7 +27,7 @@ export interface StackOptions {
   kek: Uint8Array;
   logger?: Logger;
   now?: () => Date;
-  /** Secret that `nebula-reclaim` requires; reclaim answers 401 without one. */
+  /** Secret that `nebula-reclaim` requires; reclaim returns 401 without one. */
   reclaimSecret?: string;
 }
 

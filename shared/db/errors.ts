@@ -71,8 +71,8 @@ const UNAVAILABLE_NODE_CODES = new Set([
 ]);
 
 /**
- * Converts a driver error into a typed error when its SQLSTATE is known;
- * other errors are returned unchanged so the HTTP layer turns them into 500.
+ * Converts a driver error into a typed error when its SQLSTATE is known.
+ * Other errors are returned unchanged, and the HTTP layer turns them into 500.
  */
 export function mapDatabaseError(error: unknown): unknown {
   if (error instanceof ProblemError) return error;

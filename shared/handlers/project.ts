@@ -266,8 +266,8 @@ async function insertLighthouses(
 }
 
 /**
- * Replaces the lighthouse list. A lighthouse that a device holds cannot be
- * removed; a new lighthouse address must be free in the pool, which then
+ * Replaces the lighthouse list. A lighthouse assigned to a device cannot be
+ * removed. A new lighthouse address must be free in the pool, which then
  * loses it.
  */
 async function updateLighthouses(

@@ -23,7 +23,7 @@ import {
   revokeDeviceCertificates,
 } from "../lifecycle/revoke.ts";
 import { encodeBase64 } from "../pki/base64.ts";
-import { parseDevicePublicKey } from "../pki/keys.ts";
+import { checkX25519PublicKey, parseDevicePublicKey } from "../pki/keys.ts";
 import {
   enforceRateLimits,
   type RateLimitCheck,
@@ -198,6 +198,7 @@ async function renew(
   const publicKey = input.publicKey === undefined
     ? undefined
     : parseDevicePublicKey(input.publicKey);
+  if (publicKey) await checkX25519PublicKey(publicKey);
   const now = deps.now();
 
   // One transaction, with the signer on it too: PGlite has one connection,

@@ -53,6 +53,13 @@ const Lighthouse = z.strictObject({
   name: displayText(100).optional(),
 });
 
+/**
+ * Shortest prefix a project may request. The pool has one row per address
+ * and is filled in the request, so a /8 (16.7 million rows) would hold a
+ * connection and gigabytes of disk; a /16 takes about half a second.
+ */
+const MIN_PROJECT_PREFIX = 16;
+
 const Cidr = z.string().regex(
   /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/,
   "must be an IPv4 prefix such as 10.42.0.0/24",
@@ -62,10 +69,11 @@ const Cidr = z.string().regex(
     const prefixLength = Number(length);
     try {
       const address = ipToInt(ip);
-      if (prefixLength < 8 || prefixLength > 30) {
+      if (prefixLength < MIN_PROJECT_PREFIX || prefixLength > 30) {
         issue.addIssue({
           code: "custom",
-          message: "prefix length must be 8 to 30",
+          message:
+            `prefix length must be ${MIN_PROJECT_PREFIX} to 30 (at most 65,534 addresses per project)`,
         });
       } else if (((address & prefixToMask(prefixLength)) >>> 0) !== address) {
         issue.addIssue({

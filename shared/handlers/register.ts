@@ -19,7 +19,7 @@ import {
 import { loadProjectCas } from "../lifecycle/cas.ts";
 import { hostCertificateValidity } from "../lifecycle/validity.ts";
 import { encodeBase64 } from "../pki/base64.ts";
-import { parseDevicePublicKey } from "../pki/keys.ts";
+import { checkX25519PublicKey, parseDevicePublicKey } from "../pki/keys.ts";
 import { rateLimitHeaders } from "../ratelimit/mod.ts";
 import {
   ANY_ROLE,
@@ -42,7 +42,13 @@ const RegisterBody = z.strictObject({
   lighthouse: z.boolean().optional(),
   /** Lighthouse address to take when the project has several free ones. */
   lighthouseIp: z.ipv4().optional(),
-});
+}).refine(
+  (body) => body.lighthouseIp === undefined || body.lighthouse === true,
+  {
+    message: "lighthouseIp needs lighthouse: true",
+    path: ["lighthouseIp"],
+  },
+);
 
 type RegisterInput = z.infer<typeof RegisterBody>;
 
@@ -108,7 +114,7 @@ async function pickLighthouseIp(tx: Db, input: RegisterInput): Promise<string> {
   );
   if (rows.length === 0) {
     throw new ConflictError(
-      "No free lighthouse slot in this project; add a lighthouse to the project or release one",
+      "No free lighthouse of this project matches; name a lighthouse address of the project, or release the device holding it",
       "no_free_lighthouse",
     );
   }
@@ -241,6 +247,7 @@ async function register(
   userId: string,
 ) {
   const publicKey = parseDevicePublicKey(input.publicKey);
+  await checkX25519PublicKey(publicKey);
   const now = deps.now();
   const roles: Role[] = input.lighthouse ? MANAGERS : ANY_ROLE;
 

@@ -109,8 +109,10 @@ export const uuid = z.string().regex(
   "must be a UUID",
 ).transform((value) => value.toLowerCase());
 
+// Control characters, plus invisible format characters (bidirectional
+// overrides, zero-width spaces) and line separators that spoof how a name reads.
 // deno-lint-ignore no-control-regex
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/u;
 
 /** Free text shown to people: no control characters, trimmed, bounded. */
 export function displayText(max: number) {
@@ -120,7 +122,7 @@ export function displayText(max: number) {
     .max(max, `must be at most ${max} characters`)
     .refine(
       (value) => !CONTROL_CHARACTER.test(value),
-      "must not contain control characters",
+      "must not contain control or invisible formatting characters",
     )
     // A lone surrogate cannot be stored as UTF-8; Postgres would replace it.
     .refine((value) => value.isWellFormed(), "must be well-formed Unicode");

@@ -207,6 +207,12 @@ export function parseDevicePublicKey(pem: unknown): Uint8Array {
   }
 
   const [block] = blocks;
+  if (!/^\s*-----BEGIN [^\n]+-----[\s\S]*-----END [^\n]+-----\s*$/.test(pem)) {
+    throw keyError(
+      "The public key has text before or after its PEM block; send only the block",
+      "must contain only the PEM block",
+    );
+  }
   if (block.type !== PEM_TYPES.x25519Public) {
     throw keyError(
       `Expected a NEBULA X25519 PUBLIC KEY, found ${
@@ -236,6 +242,38 @@ function describePemType(type: string): string {
   }
   if (type.startsWith("NEBULA CERTIFICATE")) return `a certificate (${type})`;
   return `a ${type} block`;
+}
+
+/**
+ * Rejects X25519 public keys of small order, such as all zeros: no device
+ * generates one, and a handshake with it gives an all-zero shared secret.
+ * WebCrypto's deriveBits raises OperationError for exactly those keys.
+ */
+export async function checkX25519PublicKey(
+  publicKey: Uint8Array,
+): Promise<void> {
+  const own = await crypto.subtle.generateKey({ name: "X25519" }, false, [
+    "deriveBits",
+  ]) as CryptoKeyPair;
+  try {
+    const peer = await crypto.subtle.importKey(
+      "raw",
+      publicKey as Bytes,
+      { name: "X25519" },
+      false,
+      [],
+    );
+    await crypto.subtle.deriveBits(
+      { name: "X25519", public: peer },
+      own.privateKey,
+      256,
+    );
+  } catch {
+    throw keyError(
+      `The public key is a degenerate X25519 point that no key pair produces; ${HOW_TO}`,
+      "must be a real X25519 public key",
+    );
+  }
 }
 
 /** Parses a `NEBULA ED25519 PRIVATE KEY` PEM into its 64 bytes. */

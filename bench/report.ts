@@ -257,10 +257,10 @@ What bounds it: a registration is one transaction of ${statementCount}
 statements, each a loopback round trip plus the postgres.js and Deno I/O
 around it${databaseShare}. The
 first registrations of a new project pay for the pool's first statistics.
-Already done: the allocator changes in section 2; the project's CAs are
-loaded once per registration (they were loaded three times); the three
-rate-limit tokens are taken in one statement; the project and the caller's
-role are read in one query; the device row is created and locked in one
+Already done: the allocator changes in section 2. The project's CAs are
+loaded once per registration (they were loaded three times), and the three
+rate-limit tokens are taken in one statement. The project and the caller's
+role are read in one query, and the device row is created and locked in one
 statement. Left to do: move the device claim, the key checks and the
 allocation into one SQL function, and the audit row into the same call, so
 a registration needs about five round trips instead of fifteen.

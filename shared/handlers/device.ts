@@ -12,7 +12,8 @@ import { auditContext, auditRefusals } from "./audit_context.ts";
 import type { HandlerDeps } from "./deps.ts";
 import { loadCaBundle } from "./device_bundle.ts";
 
-const ProjectQuery = z.strictObject({ projectId: uuid });
+/** Query string of the endpoints that act on one project. */
+export const ProjectQuery = z.strictObject({ projectId: uuid });
 
 interface DeviceRow {
   id: string;
@@ -47,7 +48,7 @@ async function loadDevice(
 }
 
 /** Reads `{deviceId}` from the path and `projectId` from the query. */
-function deviceTarget(context: RequestContext) {
+export function deviceTarget(context: RequestContext) {
   const { projectId } = parseInput(
     ProjectQuery,
     queryObject(context.url),

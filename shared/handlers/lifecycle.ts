@@ -34,12 +34,12 @@ import { json, type RequestContext, type Route } from "../http/serve.ts";
 import {
   displayText,
   parseInput,
-  queryObject,
   readJsonBody,
   uuid,
 } from "../http/request.ts";
 import { ANY_ROLE, MANAGERS, requireRole, type Role } from "./access.ts";
 import { auditContext, auditRefusals, clientIp } from "./audit_context.ts";
+import { deviceTarget } from "./device.ts";
 import type { HandlerDeps } from "./deps.ts";
 import {
   buildDeviceBundle,
@@ -50,8 +50,6 @@ import { createSigner } from "./signer.ts";
 
 /** Header that carries the reclaim secret; the scheduler sends it. */
 export const RECLAIM_SECRET_HEADER = "x-reclaim-secret";
-
-const ProjectQuery = z.strictObject({ projectId: uuid });
 
 const RenewBody = z.strictObject({
   projectId: uuid,
@@ -125,19 +123,6 @@ function withRateLimitHeaders(
     response.headers.set(name, value);
   }
   return response;
-}
-
-/** Reads `{deviceId}` from the path and `projectId` from the query. */
-function deviceTarget(context: RequestContext) {
-  const { projectId } = parseInput(
-    ProjectQuery,
-    queryObject(context.url),
-    "query string",
-  );
-  const deviceId = parseInput(uuid, context.params.deviceId, "device id");
-  context.logFields.projectId = projectId;
-  context.logFields.deviceId = deviceId;
-  return { projectId, deviceId };
 }
 
 async function deviceOwner(

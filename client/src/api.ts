@@ -83,7 +83,7 @@ async function readProblem(response: Response): Promise<ProblemDocument> {
     const parsed = JSON.parse(text);
     if (parsed && typeof parsed === "object") return parsed;
   } catch {
-    // Not JSON: a proxy or gateway answered; keep its first line as the detail.
+    // Not JSON, so a proxy or gateway responded. Its first line becomes the detail.
   }
   const firstLine = text.split("\n")[0].trim().slice(0, 200);
 

@@ -1,7 +1,7 @@
 /**
  * Configuration directories that change atomically. The directory a caller
  * names (e.g. `~/.vidsync/nebula/<projectId>`) is a symbolic link to a hidden
- * sibling that holds one complete version of the files. A new version is
+ * sibling that contains one complete version of the files. A new version is
  * written and synced in full beside it, and one rename(2) of a new link over
  * the old one switches to it, so a reader (or a crash at any moment) sees
  * either the old or the new version, never a mix.

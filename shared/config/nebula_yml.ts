@@ -1,9 +1,9 @@
 /**
  * Generates `nebula.yml` with the `yaml` library, never from string
- * templates. The generator checks what `nebula -test` (1.6.1) does not: every
+ * templates. The generator checks what `nebula -test` (1.6.1) does not. Every
  * listed lighthouse has a static_host_map entry and sits inside the device's
- * network, no lighthouse is listed twice, endpoints carry a port from 1 to
- * 65535, and blocklist entries are lowercase hex fingerprints.
+ * network, and no lighthouse is listed twice. Endpoints carry a port from 1
+ * to 65535, and blocklist entries are lowercase hex fingerprints.
  */
 import { stringify } from "yaml";
 import { intToIp, ipToInt, prefixToMask } from "../pki/cert.ts";

@@ -29,8 +29,9 @@ export function auditContext(
 }
 
 /**
- * Runs `work`; when it throws a refusal, records it in the audit log (in its
- * own statement, because the work's transaction has rolled back) and rethrows.
+ * Runs `work` and records any error it throws in the audit log as a refused
+ * attempt, then rethrows. The record is its own statement, because the
+ * work's transaction has rolled back.
  */
 export async function auditRefusals<T>(
   deps: HandlerDeps,

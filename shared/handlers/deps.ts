@@ -1,4 +1,4 @@
-/** What every handler receives; tests and the local server build it in-process. */
+/** Dependencies every handler receives. Tests and the local server build them in-process. */
 import type { Authenticator } from "../auth/mod.ts";
 import type { Db } from "../db/port.ts";
 import type { Logger } from "../http/log.ts";

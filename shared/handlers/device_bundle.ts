@@ -38,7 +38,7 @@ export function renderConfig(inputs: ConfigInputs): string {
   });
 }
 
-/** The CA bundle: every unexpired, unretired CA of the project, newest expiry first. */
+/** Loads the CA bundle: every unexpired, unretired CA of the project, newest expiry first. */
 export async function loadCaBundle(
   db: Db,
   projectId: string,

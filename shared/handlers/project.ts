@@ -55,8 +55,9 @@ const Lighthouse = z.strictObject({
 
 /**
  * Shortest prefix a project may request. The pool has one row per address
- * and is filled in the request, so a /8 (16.7 million rows) would hold a
- * connection and gigabytes of disk; a /16 takes about half a second.
+ * and is filled in the request that sets the project up. A /8 (16.7 million
+ * rows) would tie up a connection and gigabytes of disk, while a /16 takes
+ * about half a second.
  */
 const MIN_PROJECT_PREFIX = 16;
 

@@ -72,7 +72,7 @@ export async function openCaKey(
     );
     return new Uint8Array(plaintext);
   } catch {
-    // The WebCrypto error says nothing useful and no key byte may leak.
+    // The WebCrypto error carries no useful detail, and no key byte may leak.
     throw new Error(
       "Could not open the CA private key: wrong key-encryption key or damaged data",
     );

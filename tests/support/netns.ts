@@ -65,7 +65,7 @@ async function ip(args: string[]): Promise<void> {
   }
 }
 
-/** Whether this process can create namespaces and tun devices. */
+/** Checks whether this process can create namespaces and tun devices. */
 export function canCreateNamespaces(): boolean {
   if (Deno.build.os !== "linux" || Deno.uid() !== 0) return false;
   try {

@@ -821,6 +821,185 @@ $$;
 COMMENT ON FUNCTION public.record_device_heartbeat(p_project_id uuid, p_device_id uuid, p_now timestamp with time zone) IS 'Sets the device''s nebula_last_seen to p_now unless it is later already; returns the stored value.';
 
 --
+-- Name: record_nebula_certificate(text, uuid, uuid, text, inet, text, text[], bytea, timestamp with time zone, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.record_nebula_certificate(p_fingerprint text, p_project_id uuid, p_device_id uuid, p_ca_fingerprint text, p_ip inet, p_name text, p_groups text[], p_public_key bytea, p_not_before timestamp with time zone, p_not_after timestamp with time zone, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  insert into public.nebula_certificates
+    (fingerprint, project_id, device_id, ca_fingerprint, ip, name, groups,
+     public_key, not_before, not_after, created_at)
+  values (p_fingerprint, p_project_id, p_device_id, p_ca_fingerprint, p_ip, p_name,
+    p_groups, p_public_key, p_not_before, p_not_after, p_now)
+  on conflict (fingerprint) do nothing;
+
+  -- Equal inputs within one second sign to equal bytes, so the certificate
+  -- may exist already: fine, unless it has been revoked since.
+  if not found then
+    perform 1 from public.nebula_certificates c
+    where c.fingerprint = p_fingerprint and c.revoked_at is not null;
+    if found then
+      raise exception 'certificate % was revoked', p_fingerprint
+        using errcode = 'VS207', hint = 'Retry in one second.';
+    end if;
+  end if;
+end
+$$;
+
+--
+-- Name: FUNCTION record_nebula_certificate(p_fingerprint text, p_project_id uuid, p_device_id uuid, p_ca_fingerprint text, p_ip inet, p_name text, p_groups text[], p_public_key bytea, p_not_before timestamp with time zone, p_not_after timestamp with time zone, p_now timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.record_nebula_certificate(p_fingerprint text, p_project_id uuid, p_device_id uuid, p_ca_fingerprint text, p_ip inet, p_name text, p_groups text[], p_public_key bytea, p_not_before timestamp with time zone, p_not_after timestamp with time zone, p_now timestamp with time zone) IS 'Second half of a registration: stores the signed certificate; raises VS207 when equal bytes were signed and revoked before.';
+
+--
+-- Name: register_nebula_device(uuid, uuid, uuid, text, bytea, boolean, inet, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_project record;
+  v_role text;
+  v_device record;
+  v_created boolean;
+  v_ip inet;
+  v_lighthouse_ip inet;
+  v_cas jsonb;
+  v_key record;
+begin
+  select p.id, p.name, p.cidr,
+    extract(epoch from p.host_cert_lifetime)::float8 as host_cert_lifetime_seconds
+  into v_project
+  from public.projects p
+  where p.id = p_project_id;
+
+  if not found then
+    raise exception 'project % not found', p_project_id using errcode = 'VS003';
+  end if;
+
+  select m.role into v_role
+  from public.project_members m
+  where m.project_id = p_project_id and m.user_id = p_user_id;
+
+  if v_role is null then
+    raise exception 'user % is not a member of project %', p_user_id, p_project_id
+      using errcode = 'VS201';
+  end if;
+  if p_lighthouse and v_role not in ('owner', 'admin') then
+    raise exception 'a lighthouse needs the owner or admin role'
+      using errcode = 'VS202', detail = v_role;
+  end if;
+
+  -- Creates the device, or locks the existing row (the update changes
+  -- nothing) so that concurrent registrations of one device queue here.
+  insert into public.user_devices as d
+    (project_id, id, owner_id, name, public_key, created_at, updated_at)
+  values (p_project_id, p_device_id, p_user_id, p_name, p_public_key, p_now, p_now)
+  on conflict (project_id, id) do update set updated_at = d.updated_at
+  returning d.owner_id, d.nebula_ip, d.is_lighthouse, d.public_key
+  into v_device;
+
+  if v_device.owner_id <> p_user_id then
+    raise exception 'device % belongs to another user', p_device_id
+      using errcode = 'VS203';
+  end if;
+  v_created := v_device.nebula_ip is null;
+  if not v_created and v_device.is_lighthouse <> p_lighthouse then
+    raise exception 'device % is registered with the other lighthouse role', p_device_id
+      using errcode = 'VS204',
+        detail = case when v_device.is_lighthouse then 'lighthouse' else 'device' end;
+  end if;
+
+  -- Two machines with one key (a cloned disk) would be one Nebula peer.
+  perform 1 from public.user_devices d
+  where d.project_id = p_project_id and d.public_key = p_public_key
+    and d.id <> p_device_id and d.nebula_ip is not null;
+  if found then
+    raise exception 'another device of project % uses this public key', p_project_id
+      using errcode = 'VS205';
+  end if;
+
+  -- A known device with a new key: its old key's certificates stop working.
+  if v_device.public_key is distinct from p_public_key then
+    update public.nebula_certificates c
+    set revoked_at = p_now, revocation_reason = 'key_changed'
+    where c.project_id = p_project_id and c.device_id = p_device_id
+      and c.public_key <> p_public_key and c.revoked_at is null and c.not_after > p_now;
+  end if;
+  update public.user_devices d
+  set public_key = p_public_key, name = p_name, updated_at = p_now
+  where d.project_id = p_project_id and d.id = p_device_id;
+
+  if p_lighthouse then
+    select l.ip into v_lighthouse_ip
+    from public.nebula_lighthouses l
+    where l.project_id = p_project_id
+      and (l.device_id is null or l.device_id = p_device_id)
+      and (p_lighthouse_ip is null or host(l.ip) = host(p_lighthouse_ip))
+    order by l.device_id is null, l.ip
+    limit 1;
+    if not found then
+      raise exception 'no free lighthouse of project % matches', p_project_id
+        using errcode = 'VS206';
+    end if;
+    v_ip := public.assign_nebula_lighthouse_ip(
+      p_project_id, p_device_id, v_lighthouse_ip, p_user_id, p_now);
+  else
+    v_ip := public.allocate_nebula_ip(p_project_id, p_device_id, p_user_id, p_now);
+  end if;
+
+  -- Usable CAs, longest-lived first: the first one signs.
+  select coalesce(jsonb_agg(jsonb_build_object(
+      'id', c.id, 'fingerprint', c.fingerprint, 'cert_pem', c.cert_pem,
+      'not_before', c.not_before, 'not_after', c.not_after)
+    order by c.not_after desc, c.fingerprint), '[]'::jsonb)
+  into v_cas
+  from public.nebula_cas c
+  where c.project_id = p_project_id and c.retired_at is null and c.not_after > p_now;
+
+  select c.encrypted_private_key, c.key_nonce into v_key
+  from public.nebula_cas c
+  where c.project_id = p_project_id and c.retired_at is null and c.not_after > p_now
+  order by c.not_after desc, c.fingerprint
+  limit 1;
+
+  return jsonb_build_object(
+    'project_name', v_project.name,
+    'cidr', v_project.cidr::text,
+    'host_cert_lifetime_seconds', v_project.host_cert_lifetime_seconds,
+    'created', v_created,
+    'previous_ip', host(v_device.nebula_ip),
+    'ip', host(v_ip),
+    'prefix_length', masklen(v_ip),
+    'cas', v_cas,
+    'signing_key', encode(v_key.encrypted_private_key, 'hex'),
+    'signing_key_nonce', encode(v_key.key_nonce, 'hex'),
+    'lighthouses', (
+      select coalesce(jsonb_agg(jsonb_build_object(
+          'ip', host(l.ip), 'endpoints', l.endpoints, 'name', l.name)
+        order by l.ip), '[]'::jsonb)
+      from public.nebula_lighthouses l
+      where l.project_id = p_project_id),
+    'blocklist', (
+      select coalesce(jsonb_agg(b.fingerprint), '[]'::jsonb)
+      from public.get_nebula_blocklist(p_project_id, p_now) as b (fingerprint))
+  );
+end
+$$;
+
+--
+-- Name: FUNCTION register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone) IS 'First half of a registration: role check, device claim, key checks, address; returns the project''s CAs, the sealed signing key, lighthouses and blocklist. Raises VS201-VS206, VS001, VS003.';
+
+--
 -- Name: release_nebula_ip_by_device(uuid, uuid, timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -953,8 +1132,8 @@ CREATE FUNCTION public.take_rate_limit_token(p_scope text, p_key text, p_endpoin
     AS $$
 declare
   v_policy public.rate_limit_policies;
-  v_bucket public.rate_limit_buckets;
-  v_elapsed numeric;
+  v_ctid tid;
+  v_updated_at timestamptz;
   v_tokens numeric;
   v_allowed boolean;
   v_retry integer := 0;
@@ -969,7 +1148,16 @@ begin
         hint = 'scope is user, device or ip; key and endpoint are non-empty; cost is at least 1.';
   end if;
 
-  v_policy := public.find_rate_limit_policy(p_project_id, p_scope, p_endpoint);
+  -- The same choice as find_rate_limit_policy: project before default,
+  -- endpoint before '*'.
+  select r.* into v_policy
+  from public.rate_limit_policies r
+  where r.scope = p_scope
+    and (r.project_id = p_project_id or r.project_id is null)
+    and r.endpoint in (p_endpoint, '*')
+  order by r.project_id is null, r.endpoint = '*'
+  limit 1;
+
   if v_policy.id is null then
     raise exception 'no rate limit policy for scope % and endpoint %', p_scope, p_endpoint
       using errcode = 'VS112',
@@ -982,26 +1170,42 @@ begin
         hint = 'A request may cost at most the capacity of its bucket.';
   end if;
 
-  insert into public.rate_limit_buckets as b
-    (project_id, scope, endpoint, bucket_key, tokens, updated_at, full_at)
-  values (p_project_id, p_scope, p_endpoint, p_key, v_policy.capacity, p_now, p_now)
-  on conflict (project_id, scope, endpoint, bucket_key) do nothing;
-
   -- The row lock makes refill-and-take atomic across every connection: a
-  -- second taker waits here and then sees the first one's update.
-  select b.* into v_bucket
-  from public.rate_limit_buckets b
-  where b.project_id is not distinct from p_project_id
-    and b.scope = p_scope
-    and b.endpoint = p_endpoint
-    and b.bucket_key = p_key
-  for update;
+  -- second taker waits here and then sees the first one's update. The loop
+  -- runs twice only when another connection creates the bucket in between.
+  loop
+    if p_project_id is null then
+      select b.ctid, b.tokens, b.updated_at into v_ctid, v_tokens, v_updated_at
+      from public.rate_limit_buckets b
+      where b.project_id is null and b.scope = p_scope
+        and b.endpoint = p_endpoint and b.bucket_key = p_key
+      for update;
+    else
+      select b.ctid, b.tokens, b.updated_at into v_ctid, v_tokens, v_updated_at
+      from public.rate_limit_buckets b
+      where b.project_id = p_project_id and b.scope = p_scope
+        and b.endpoint = p_endpoint and b.bucket_key = p_key
+      for update;
+    end if;
+    exit when v_ctid is not null;
+
+    -- A missing bucket is a full one: store it with this take done.
+    insert into public.rate_limit_buckets
+      (project_id, scope, endpoint, bucket_key, tokens, updated_at, full_at)
+    values (p_project_id, p_scope, p_endpoint, p_key, v_policy.capacity - p_cost, p_now,
+      p_now + make_interval(secs => (p_cost / v_policy.refill_per_second)::double precision))
+    on conflict (project_id, scope, endpoint, bucket_key) do nothing;
+
+    if found then
+      return query select true, v_policy.capacity - p_cost, 0, v_policy.capacity;
+      return;
+    end if;
+  end loop;
 
   -- A clock that goes backwards (another instance, a test) adds nothing.
-  v_elapsed := greatest(extract(epoch from p_now - v_bucket.updated_at), 0);
   v_tokens := least(
     v_policy.capacity::numeric,
-    v_bucket.tokens + v_elapsed * v_policy.refill_per_second
+    v_tokens + greatest(extract(epoch from p_now - v_updated_at), 0) * v_policy.refill_per_second
   );
   v_allowed := v_tokens >= p_cost;
 
@@ -1013,13 +1217,10 @@ begin
 
   update public.rate_limit_buckets b
   set tokens = v_tokens,
-    updated_at = greatest(v_bucket.updated_at, p_now),
-    full_at = greatest(v_bucket.updated_at, p_now)
+    updated_at = greatest(v_updated_at, p_now),
+    full_at = greatest(v_updated_at, p_now)
       + make_interval(secs => ((v_policy.capacity - v_tokens) / v_policy.refill_per_second)::double precision)
-  where b.project_id is not distinct from p_project_id
-    and b.scope = p_scope
-    and b.endpoint = p_endpoint
-    and b.bucket_key = p_key;
+  where b.ctid = v_ctid;
 
   return query select v_allowed, floor(v_tokens)::integer, v_retry, v_policy.capacity;
 end
@@ -2009,6 +2210,20 @@ GRANT ALL ON FUNCTION public.reclaim_idle_devices(p_now timestamp with time zone
 
 REVOKE ALL ON FUNCTION public.record_device_heartbeat(p_project_id uuid, p_device_id uuid, p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.record_device_heartbeat(p_project_id uuid, p_device_id uuid, p_now timestamp with time zone) TO service_role;
+
+--
+-- Name: FUNCTION record_nebula_certificate(p_fingerprint text, p_project_id uuid, p_device_id uuid, p_ca_fingerprint text, p_ip inet, p_name text, p_groups text[], p_public_key bytea, p_not_before timestamp with time zone, p_not_after timestamp with time zone, p_now timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.record_nebula_certificate(p_fingerprint text, p_project_id uuid, p_device_id uuid, p_ca_fingerprint text, p_ip inet, p_name text, p_groups text[], p_public_key bytea, p_not_before timestamp with time zone, p_not_after timestamp with time zone, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.record_nebula_certificate(p_fingerprint text, p_project_id uuid, p_device_id uuid, p_ca_fingerprint text, p_ip inet, p_name text, p_groups text[], p_public_key bytea, p_not_before timestamp with time zone, p_not_after timestamp with time zone, p_now timestamp with time zone) TO service_role;
+
+--
+-- Name: FUNCTION register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone) TO service_role;
 
 --
 -- Name: FUNCTION release_nebula_ip_by_device(p_project_id uuid, p_device_id uuid, p_now timestamp with time zone, p_reason text); Type: ACL; Schema: public; Owner: -

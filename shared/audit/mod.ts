@@ -6,6 +6,7 @@
  */
 import type { Db } from "../db/port.ts";
 import { ProblemError } from "../errors.ts";
+import { toHex } from "../pki/base64.ts";
 
 export type ActorType = "user" | "service" | "system" | "anonymous";
 export type AuditOutcome = "allowed" | "refused";
@@ -83,7 +84,7 @@ function toJson(value: unknown): string | null {
   return value === undefined || value === null ? null : JSON.stringify(value);
 }
 
-interface AuditRow {
+export interface AuditRow {
   id: string | number;
   project_id: string | null;
   seq: string | number;
@@ -94,36 +95,38 @@ interface AuditRow {
   hash: Uint8Array;
 }
 
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(
-    "",
-  );
+/** A call of public.append_audit_event, to select from on its own or inside a larger statement. */
+export interface AuditCall {
+  /** `public.append_audit_event(...)` with placeholders from `$first` on. */
+  sql: string;
+  params: unknown[];
 }
 
-/**
- * Appends one event to its project's chain and returns the stored row. Run it
- * in the same transaction as the change it records. Record a refusal after
- * the failed transaction has rolled back, because it would be rolled back too.
- */
-export async function appendAuditEvent(
-  db: Db,
+/** Columns of the stored row that `toAuditRecord` reads. */
+export const AUDIT_RECORD_COLUMNS =
+  "id, project_id, seq, occurred_at, action, outcome, error_code, hash";
+
+/** Builds the call that appends `event`; its placeholders start at `$first`. */
+export function auditCall(
   context: AuditContext,
   event: AuditEvent,
-  now: Date = new Date(),
-): Promise<AuditRecord> {
+  now: Date,
+  first = 1,
+): AuditCall {
   // IPv6 addresses may arrive as "[::1]" from some proxies.
   const clientIp = normalizeClientIp(context.clientIp?.replace(/^\[|\]$/g, ""));
-
-  const rows = await db.query<AuditRow>(
-    `select id, project_id, seq, occurred_at, action, outcome, error_code, hash
-     from public.append_audit_event(
-       p_project_id => $1, p_actor_id => $2, p_actor_type => $3,
-       p_action => $4, p_target_type => $5, p_target_id => $6,
-       p_outcome => $7, p_error_code => $8,
-       p_before => $9::jsonb, p_after => $10::jsonb,
-       p_client_ip => $11::inet, p_user_agent => $12, p_request_id => $13,
-       p_now => $14)`,
-    [
+  const n = (offset: number) => `$${first + offset}`;
+  return {
+    sql: `public.append_audit_event(
+       p_project_id => ${n(0)}, p_actor_id => ${n(1)}, p_actor_type => ${n(2)},
+       p_action => ${n(3)}, p_target_type => ${n(4)}, p_target_id => ${n(5)},
+       p_outcome => ${n(6)}, p_error_code => ${n(7)},
+       p_before => ${n(8)}::jsonb, p_after => ${n(9)}::jsonb,
+       p_client_ip => ${n(10)}::inet, p_user_agent => ${
+      n(11)
+    }, p_request_id => ${n(12)},
+       p_now => ${n(13)})`,
+    params: [
       event.projectId,
       context.actorId,
       context.actorType,
@@ -139,9 +142,11 @@ export async function appendAuditEvent(
       truncate(context.requestId, REQUEST_ID_MAX),
       now,
     ],
-  );
+  };
+}
 
-  const row = rows[0];
+/** Converts a row with `AUDIT_RECORD_COLUMNS` into a record. */
+export function toAuditRecord(row: AuditRow): AuditRecord {
   return {
     id: String(row.id),
     projectId: row.project_id,
@@ -152,6 +157,25 @@ export async function appendAuditEvent(
     errorCode: row.error_code,
     hash: toHex(row.hash),
   };
+}
+
+/**
+ * Appends one event to its project's chain and returns the stored row. Run it
+ * in the same transaction as the change it records. Record a refusal after
+ * the failed transaction has rolled back, because it would be rolled back too.
+ */
+export async function appendAuditEvent(
+  db: Db,
+  context: AuditContext,
+  event: AuditEvent,
+  now: Date = new Date(),
+): Promise<AuditRecord> {
+  const call = auditCall(context, event, now);
+  const rows = await db.query<AuditRow>(
+    `select ${AUDIT_RECORD_COLUMNS} from ${call.sql}`,
+    call.params,
+  );
+  return toAuditRecord(rows[0]);
 }
 
 /**

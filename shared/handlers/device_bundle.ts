@@ -54,15 +54,17 @@ function caBundle(cas: ProjectCa[]): { pem: string; fingerprints: string[] } {
   };
 }
 
+export interface BundleRequest {
+  projectId: string;
+  projectName: string;
+  deviceId: string;
+  certificatePem: string;
+  notAfter: Date;
+}
+
 export async function buildDeviceBundle(
   db: Db,
-  request: {
-    projectId: string;
-    projectName: string;
-    deviceId: string;
-    certificatePem: string;
-    notAfter: Date;
-  },
+  request: BundleRequest,
   now: Date,
   loadedCas?: ProjectCa[],
 ): Promise<DeviceBundle> {
@@ -76,6 +78,16 @@ export async function buildDeviceBundle(
     now,
     cas,
   );
+  return await bundleFromInputs(request, inputs, cas, now);
+}
+
+/** Builds the bundle from config inputs the caller has already read. */
+export async function bundleFromInputs(
+  request: BundleRequest,
+  inputs: ConfigInputs,
+  cas: ProjectCa[],
+  now: Date,
+): Promise<DeviceBundle> {
   const configYaml = renderConfig(inputs);
   const ca = caBundle(cas);
   const readme = bundleReadme({

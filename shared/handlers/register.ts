@@ -4,11 +4,10 @@
  * a failure at any step leaves no allocation, certificate or device row.
  */
 import { z } from "zod";
-import { appendAuditEvent } from "../audit/mod.ts";
-import { allocateIp, assignLighthouseIp } from "../allocator/mod.ts";
+import { auditCall } from "../audit/mod.ts";
 import type { Db } from "../db/port.ts";
-import { violatedConstraint } from "../db/errors.ts";
-import { ConflictError, ProblemError } from "../errors.ts";
+import { sqlState, violatedConstraint } from "../db/errors.ts";
+import { ConflictError, ForbiddenError, NotFoundError } from "../errors.ts";
 import { json, type RequestContext, type Route } from "../http/serve.ts";
 import {
   displayText,
@@ -16,23 +15,18 @@ import {
   readJsonBody,
   uuid,
 } from "../http/request.ts";
-import { loadProjectCas } from "../lifecycle/cas.ts";
+import type { ConfigInputs } from "../lifecycle/config_etag.ts";
+import type { ProjectCa } from "../lifecycle/types.ts";
 import { hostCertificateValidity } from "../lifecycle/validity.ts";
-import { encodeBase64 } from "../pki/base64.ts";
+import { encodeBase64, fromHex } from "../pki/base64.ts";
 import { checkX25519PublicKey, parseDevicePublicKey } from "../pki/keys.ts";
 import { rateLimitHeaders } from "../ratelimit/mod.ts";
-import {
-  ANY_ROLE,
-  MANAGERS,
-  type ProjectRow,
-  requireRole,
-  type Role,
-} from "./access.ts";
+import { MANAGERS } from "./access.ts";
 import { auditContext, auditRefusals } from "./audit_context.ts";
 import type { HandlerDeps } from "./deps.ts";
-import { buildDeviceBundle } from "./device_bundle.ts";
+import { bundleFromInputs, CONFIG_GENERATOR_VERSION } from "./device_bundle.ts";
 import { limitRequest } from "./lifecycle.ts";
-import { createSigner, projectGroup } from "./signer.ts";
+import { projectGroup, signWithSealedKey } from "./signer.ts";
 
 const RegisterBody = z.strictObject({
   projectId: uuid,
@@ -52,192 +46,117 @@ const RegisterBody = z.strictObject({
 
 type RegisterInput = z.infer<typeof RegisterBody>;
 
-interface DeviceRow {
-  owner_id: string;
-  public_key: Uint8Array | null;
-  nebula_ip: string | null;
-  is_lighthouse: boolean;
+/** Result of public.register_nebula_device: the claim, and the inputs of the signature and nebula.yml. */
+interface Claim {
+  project_name: string;
+  cidr: string;
+  host_cert_lifetime_seconds: number;
+  created: boolean;
+  previous_ip: string | null;
+  ip: string;
+  prefix_length: number;
+  cas: {
+    id: string;
+    fingerprint: string;
+    cert_pem: string;
+    not_before: string;
+    not_after: string;
+  }[];
+  signing_key: string | null;
+  signing_key_nonce: string | null;
+  lighthouses: { ip: string; endpoints: string[]; name: string }[];
+  blocklist: string[];
 }
 
-/** Creates the device row or locks the existing one; another user's device is a conflict. */
-async function claimDevice(
-  tx: Db,
-  input: RegisterInput,
-  userId: string,
-  publicKey: Uint8Array,
-  now: Date,
-) {
-  // The no-op update on conflict locks an existing row and returns it, so
-  // creating and locking the device is one round trip.
-  const [device] = await tx.query<DeviceRow>(
-    `insert into public.user_devices (project_id, id, owner_id, name, public_key, created_at, updated_at)
-     values ($1, $2, $3, $4, $5, $6, $6)
-     on conflict (project_id, id) do update set updated_at = public.user_devices.updated_at
-     returning owner_id, public_key, nebula_ip::text as nebula_ip, is_lighthouse`,
-    [input.projectId, input.deviceId, userId, input.deviceName, publicKey, now],
-  );
-  if (device.owner_id !== userId) {
-    throw new ConflictError(
-      `Device ${input.deviceId} belongs to another user; pick a new device id for this machine`,
-      "device_owned_by_other_user",
-    );
+/** Turns the refusals of the registration functions into problem details. */
+function registrationProblem(error: unknown, input: RegisterInput): unknown {
+  const detail = (error as { detail?: string }).detail;
+  switch (sqlState(error)) {
+    case "VS003":
+      return new NotFoundError(
+        `Project ${input.projectId} not found`,
+        "project_not_found",
+      );
+    case "VS201":
+      return new ForbiddenError(
+        `You are not a member of project ${input.projectId}`,
+      );
+    case "VS202":
+      return new ForbiddenError(
+        `This needs the ${
+          MANAGERS.join(" or ")
+        } role in the project; you are ${detail}`,
+      );
+    case "VS203":
+      return new ConflictError(
+        `Device ${input.deviceId} belongs to another user; pick a new device id for this machine`,
+        "device_owned_by_other_user",
+      );
+    case "VS204":
+      return new ConflictError(
+        `Device ${input.deviceId} is registered ${
+          detail === "lighthouse" ? "as" : "not as"
+        } a lighthouse; release it first to change its role`,
+        "device_role_mismatch",
+      );
+    case "VS205":
+      // Two machines with one key (a cloned disk) would collapse into one Nebula peer.
+      return new ConflictError(
+        "Another device of this project already uses this public key; generate a new key pair on this machine",
+        "public_key_in_use",
+      );
+    case "VS206":
+      return new ConflictError(
+        "No free lighthouse of this project matches; name a lighthouse address of the project, or release the device holding it",
+        "no_free_lighthouse",
+      );
+    case "VS207":
+      return new ConflictError(
+        "The certificate for this request was revoked this second; retry in one second",
+        "retry_later",
+      );
   }
-  return device;
-}
-
-/** Two machines with one key (a cloned disk) would collapse into one Nebula peer. */
-async function checkKeyUnused(
-  tx: Db,
-  input: RegisterInput,
-  publicKey: Uint8Array,
-) {
-  const others = await tx.query(
-    `select 1 from public.user_devices
-     where project_id = $1 and public_key = $2 and id <> $3 and nebula_ip is not null`,
-    [input.projectId, publicKey, input.deviceId],
-  );
-  if (others.length > 0) {
-    throw new ConflictError(
-      "Another device of this project already uses this public key; generate a new key pair on this machine",
+  if (violatedConstraint(error) === "user_devices_public_key_active_unique") {
+    return new ConflictError(
+      "Another device of this project already uses this public key",
       "public_key_in_use",
     );
   }
+  return error;
 }
 
-async function pickLighthouseIp(tx: Db, input: RegisterInput): Promise<string> {
-  const rows = await tx.query<{ ip: string }>(
-    `select host(ip) as ip from public.nebula_lighthouses
-     where project_id = $1 and (device_id is null or device_id = $2)
-       and ($3::inet is null or host(ip) = host($3::inet))
-     order by device_id is null, ip limit 1`,
-    [input.projectId, input.deviceId, input.lighthouseIp ?? null],
-  );
-  if (rows.length === 0) {
-    throw new ConflictError(
-      "No free lighthouse of this project matches; name a lighthouse address of the project, or release the device holding it",
-      "no_free_lighthouse",
-    );
-  }
-  return rows[0].ip;
-}
-
-async function allocate(
+/** Claims the device and its address: role, ownership and key checks, allocation. */
+async function claim(
   tx: Db,
   input: RegisterInput,
   userId: string,
-  now: Date,
-) {
-  if (!input.lighthouse) {
-    return await allocateIp(tx, {
-      projectId: input.projectId,
-      deviceId: input.deviceId,
-      allocatedBy: userId,
-    }, now);
-  }
-  const ip = await pickLighthouseIp(tx, input);
-  return await assignLighthouseIp(tx, {
-    projectId: input.projectId,
-    deviceId: input.deviceId,
-    ip,
-    allocatedBy: userId,
-  }, now);
-}
-
-async function signForDevice(
-  tx: Db,
-  deps: HandlerDeps,
-  project: ProjectRow,
-  request: {
-    input: RegisterInput;
-    ip: string;
-    prefixLength: number;
-    publicKey: Uint8Array;
-    now: Date;
-  },
-) {
-  const cas = await loadProjectCas(tx, project.id, request.now);
-  const [ca] = cas;
-  const validity = ca &&
-    hostCertificateValidity(
-      request.now,
-      project.host_cert_lifetime_seconds,
-      ca,
-    );
-  if (!validity) {
-    throw new ConflictError(
-      "The project has no valid CA to sign with; set the project's network up again",
-      "ca_expired",
-    );
-  }
-  const groups = [
-    projectGroup(project.id),
-    ...(request.input.lighthouse ? ["lighthouse"] : []),
-  ];
-  const signed = await createSigner(tx, deps.kek)({
-    projectId: project.id,
-    ca,
-    name: request.input.deviceName,
-    ip: request.ip,
-    prefixLength: request.prefixLength,
-    groups,
-    publicKey: request.publicKey,
-    ...validity,
-  });
-  const inserted = await tx.query(
-    `insert into public.nebula_certificates
-       (fingerprint, project_id, device_id, ca_fingerprint, ip, name, groups, public_key, not_before, not_after, created_at)
-     values ($1, $2, $3, $4, $5::inet, $6, $7, $8, $9, $10, $11)
-     on conflict (fingerprint) do nothing
-     returning fingerprint`,
-    [
-      signed.fingerprint,
-      project.id,
-      request.input.deviceId,
-      ca.fingerprint,
-      `${request.ip}/${request.prefixLength}`,
-      request.input.deviceName,
-      groups,
-      request.publicKey,
-      signed.notBefore,
-      signed.notAfter,
-      request.now,
-    ],
-  );
-  // Equal inputs within one second sign to equal bytes: the certificate
-  // exists already, which is fine unless it has been revoked since.
-  if (inserted.length === 0) await checkNotRevoked(tx, signed.fingerprint);
-  return { signed, cas };
-}
-
-async function checkNotRevoked(tx: Db, fingerprint: string) {
-  const [row] = await tx.query<{ revoked: boolean }>(
-    "select revoked_at is not null as revoked from public.nebula_certificates where fingerprint = $1",
-    [fingerprint],
-  );
-  if (row?.revoked) {
-    throw new ConflictError(
-      "The certificate for this request was revoked this second; retry in one second",
-      "retry_later",
-    );
-  }
-}
-
-/** Revokes the certificates of a known device's old key when it registers a new one. */
-async function supersedeOldKey(
-  tx: Db,
-  input: RegisterInput,
   publicKey: Uint8Array,
   now: Date,
-) {
-  await tx.query(
-    `update public.nebula_certificates set revoked_at = $4, revocation_reason = 'key_changed'
-     where project_id = $1 and device_id = $2 and public_key <> $3 and revoked_at is null and not_after > $4`,
-    [input.projectId, input.deviceId, publicKey, now],
+): Promise<Claim> {
+  const [row] = await tx.query<{ claim: Claim }>(
+    "select public.register_nebula_device($1, $2, $3, $4, $5, $6, $7::inet, $8) as claim",
+    [
+      input.projectId,
+      input.deviceId,
+      userId,
+      input.deviceName,
+      publicKey,
+      Boolean(input.lighthouse),
+      input.lighthouseIp ?? null,
+      now,
+    ],
   );
-  await tx.query(
-    "update public.user_devices set public_key = $3, name = $4, updated_at = $5 where project_id = $1 and id = $2",
-    [input.projectId, input.deviceId, publicKey, input.deviceName, now],
-  );
+  return row.claim;
+}
+
+function projectCas(claimed: Claim): ProjectCa[] {
+  return claimed.cas.map((ca) => ({
+    id: ca.id,
+    fingerprint: ca.fingerprint,
+    certPem: ca.cert_pem,
+    notBefore: new Date(ca.not_before),
+    notAfter: new Date(ca.not_after),
+  }));
 }
 
 async function register(
@@ -249,71 +168,106 @@ async function register(
   const publicKey = parseDevicePublicKey(input.publicKey);
   await checkX25519PublicKey(publicKey);
   const now = deps.now();
-  const roles: Role[] = input.lighthouse ? MANAGERS : ANY_ROLE;
 
+  // Two calls around the signature, in one transaction: a failure at any
+  // step leaves no device row, allocation, certificate or audit row.
   return await deps.db.transaction(async (tx) => {
-    const { project } = await requireRole(tx, input.projectId, userId, roles);
-    const device = await claimDevice(tx, input, userId, publicKey, now);
-    if (
-      device.nebula_ip && device.is_lighthouse !== Boolean(input.lighthouse)
-    ) {
+    const claimed = await claim(tx, input, userId, publicKey, now);
+    const cas = projectCas(claimed);
+    const [ca] = cas;
+    const validity = ca &&
+      hostCertificateValidity(now, claimed.host_cert_lifetime_seconds, ca);
+    const { signing_key: sealedKey, signing_key_nonce: nonce } = claimed;
+    if (!validity || !sealedKey || !nonce) {
       throw new ConflictError(
-        `Device ${input.deviceId} is registered ${
-          device.is_lighthouse ? "as" : "not as"
-        } a lighthouse; release it first to change its role`,
-        "device_role_mismatch",
+        "The project has no valid CA to sign with; set the project's network up again",
+        "ca_expired",
       );
     }
-    await checkKeyUnused(tx, input, publicKey);
-    await supersedeOldKey(tx, input, publicKey, now);
-
-    const created = device.nebula_ip === null;
-    const { ip, prefixLength } = await allocate(tx, input, userId, now);
-    const { signed, cas } = await signForDevice(tx, deps, project, {
-      input,
+    const { ip, prefix_length: prefixLength } = claimed;
+    const groups = [
+      projectGroup(input.projectId),
+      ...(input.lighthouse ? ["lighthouse"] : []),
+    ];
+    const signed = await signWithSealedKey(deps.kek, {
+      projectId: input.projectId,
+      ca,
+      name: input.deviceName,
       ip,
       prefixLength,
+      groups,
       publicKey,
-      now,
+      ...validity,
+    }, {
+      ciphertext: fromHex(sealedKey),
+      nonce: fromHex(nonce),
     });
-    const bundle = await buildDeviceBundle(
-      tx,
+
+    // The certificate and its audit row in one statement.
+    const audit = auditCall(
+      auditContext(context, userId),
       {
-        projectId: project.id,
-        projectName: project.name,
+        projectId: input.projectId,
+        action: claimed.created ? "device.register" : "device.reregister",
+        targetType: "device",
+        targetId: input.deviceId,
+        before: claimed.created ? null : { ip: claimed.previous_ip },
+        after: {
+          ip,
+          fingerprint: signed.fingerprint,
+          lighthouse: Boolean(input.lighthouse),
+        },
+      },
+      now,
+      12,
+    );
+    await tx.query(
+      `select a.id from public.record_nebula_certificate(
+         $1, $2, $3, $4, $5::inet, $6, $7, $8, $9, $10, $11), ${audit.sql} a`,
+      [
+        signed.fingerprint,
+        input.projectId,
+        input.deviceId,
+        ca.fingerprint,
+        `${ip}/${prefixLength}`,
+        input.deviceName,
+        groups,
+        publicKey,
+        signed.notBefore,
+        signed.notAfter,
+        now,
+        ...audit.params,
+      ],
+    );
+
+    const inputs: ConfigInputs = {
+      generatorVersion: CONFIG_GENERATOR_VERSION,
+      projectId: input.projectId,
+      cidr: claimed.cidr,
+      deviceId: input.deviceId,
+      deviceName: input.deviceName,
+      ip,
+      prefixLength,
+      isLighthouse: Boolean(input.lighthouse),
+      certificateFingerprint: signed.fingerprint,
+      caFingerprints: cas.map((entry) => entry.fingerprint).sort(),
+      lighthouses: claimed.lighthouses,
+      blocklist: claimed.blocklist,
+    };
+    const bundle = await bundleFromInputs(
+      {
+        projectId: input.projectId,
+        projectName: claimed.project_name,
         deviceId: input.deviceId,
         certificatePem: signed.pem,
         notAfter: signed.notAfter,
       },
-      now,
+      inputs,
       cas,
+      now,
     );
-
-    await appendAuditEvent(tx, auditContext(context, userId), {
-      projectId: project.id,
-      action: created ? "device.register" : "device.reregister",
-      targetType: "device",
-      targetId: input.deviceId,
-      before: created ? null : { ip: device.nebula_ip },
-      after: {
-        ip,
-        fingerprint: signed.fingerprint,
-        lighthouse: Boolean(input.lighthouse),
-      },
-    }, now);
-    return { created, ip, prefixLength, signed, bundle };
-  });
-}
-
-function mapConstraintError(error: unknown): unknown {
-  if (error instanceof ProblemError) return error;
-  if (violatedConstraint(error) === "user_devices_public_key_active_unique") {
-    return new ConflictError(
-      "Another device of this project already uses this public key",
-      "public_key_in_use",
-    );
-  }
-  return error;
+    return { created: claimed.created, ip, prefixLength, signed, bundle };
+  }).catch((error) => Promise.reject(registrationProblem(error, input)));
 }
 
 export function registerRoutes(deps: HandlerDeps): Route[] {
@@ -345,10 +299,7 @@ export function registerRoutes(deps: HandlerDeps): Route[] {
           targetType: "device",
           targetId: input.deviceId,
         },
-        () =>
-          register(deps, context, input, userId).catch((error) =>
-            Promise.reject(mapConstraintError(error))
-          ),
+        () => register(deps, context, input, userId),
       );
 
       const status = result.created ? 201 : 200;

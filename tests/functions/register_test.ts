@@ -615,3 +615,64 @@ Deno.test("CRLF public key is signed unchanged", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a device cannot switch to or from lighthouse by registering again", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  assert.equal((await register(harness, owner, body)).status, 201);
+  const before = await rowCounts(harness.db);
+
+  const response = await register(harness, owner, {
+    ...body,
+    lighthouse: true,
+  });
+
+  assert.equal(response.status, 409);
+  const problem = await readProblem(response);
+  assert.equal(problem.code, "device_role_mismatch");
+  assert.match(problem.detail, /not as a lighthouse/);
+  assert.deepEqual(await rowCounts(harness.db), before);
+});
+
+Deno.test("a second lighthouse device finds no free lighthouse", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const first = await deviceRequest(project.id, { lighthouse: true });
+  assert.equal((await register(harness, owner, first.body)).status, 201);
+  const before = await rowCounts(harness.db);
+
+  const second = await deviceRequest(project.id, { lighthouse: true });
+  const response = await register(harness, owner, second.body);
+
+  assert.equal(response.status, 409);
+  assert.equal((await readProblem(response)).code, "no_free_lighthouse");
+  assert.deepEqual(await rowCounts(harness.db), before);
+});
+
+Deno.test("registering again in the second of a revocation is refused", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  // A frozen clock: equal inputs sign to equal bytes, so the second
+  // registration makes the certificate that was just revoked.
+  harness.setNow(new Date(Math.floor(Date.now() / 1000) * 1000));
+  const { body } = await deviceRequest(project.id);
+  const first = await register(harness, owner, body);
+  assert.equal(first.status, 201);
+  const fingerprint = first.headers.get("x-nebula-fingerprint");
+  const revoke = await harness.call("nebula-revoke", "POST", "", {
+    token: owner.token,
+    body: { projectId: project.id, fingerprint },
+  });
+  assert.equal(revoke.status, 200);
+  const before = await rowCounts(harness.db);
+
+  const response = await register(harness, owner, body);
+
+  assert.equal(response.status, 409);
+  assert.equal((await readProblem(response)).code, "retry_later");
+  assert.deepEqual(await rowCounts(harness.db), before);
+});

@@ -238,3 +238,46 @@ Deno.test("prune_rate_limit_buckets() deletes only refilled buckets", async () =
   assert.equal(pruned, 1);
   assert.deepEqual(left.map((row) => row.bucket_key), ["user-2"]);
 });
+
+Deno.test("take_rate_limit_token() keeps a project's bucket apart from the bucket without project", async () => {
+  await using database = await createTestDatabase();
+  const projectId = await createProject(database.db, 2, 0.5);
+  const check = { scope: "user" as const, key: "user-1", endpoint: ENDPOINT };
+
+  const inProject = [
+    await takeRateLimitToken(database.db, { ...check, projectId }, T0),
+    await takeRateLimitToken(database.db, { ...check, projectId }, T0),
+    await takeRateLimitToken(database.db, { ...check, projectId }, T0),
+  ];
+  const outside = [
+    await takeRateLimitToken(database.db, check, T0),
+    await takeRateLimitToken(database.db, check, T0),
+  ];
+
+  assert.deepEqual(inProject.map((result) => result.allowed), [
+    true,
+    true,
+    false,
+  ]);
+  assert.deepEqual(
+    outside.map((result) => [result.allowed, result.remaining]),
+    [
+      [true, 29],
+      [true, 28],
+    ],
+  );
+  // Both buckets miss 2 tokens at 0.5 per second: full again 4 seconds later.
+  const buckets = await database.db.query<
+    { project_id: string | null; tokens: number; full_at: Date }
+  >(
+    `select project_id, tokens::float8 as tokens, full_at from public.rate_limit_buckets
+     order by project_id nulls first`,
+  );
+  assert.deepEqual(
+    buckets.map((row) => [row.project_id, row.tokens, row.full_at.getTime()]),
+    [
+      [null, 28, at(4).getTime()],
+      [projectId, 0, at(4).getTime()],
+    ],
+  );
+});

@@ -2,8 +2,15 @@
  * Signing benchmark: native TypeScript signing against one `nebula-cert sign`
  * process per certificate (how the earlier VidSync server signed). Both sign
  * for the same CA and public key, in the same run.
+ *
+ * The same loop also times the Ed25519 signature alone, on the same CA key and
+ * the same certificate bytes, through WebCrypto (`crypto.subtle.sign`, what the
+ * product uses) and through `node:crypto` `sign()`. Those two are a reference
+ * for what bounds native signing. The product keeps WebCrypto.
  */
+import { createPrivateKey, sign as nodeSign } from "node:crypto";
 import { readCertificatePem, signHostCertificate } from "../shared/pki/ca.ts";
+import { encodeDetails } from "../shared/pki/cert.ts";
 import { parseCaPrivateKey, parseDevicePublicKey } from "../shared/pki/keys.ts";
 
 export interface SigningFigures {
@@ -12,6 +19,34 @@ export interface SigningFigures {
   nebulaCertMedianMs: number;
   /** nebula-cert median divided by native median. */
   ratio: number;
+  /** The Ed25519 signature alone through WebCrypto, key imported beforehand (reference). */
+  webCryptoSignMedianMs: number;
+  /** The Ed25519 signature alone through `node:crypto` `sign()`, same key and bytes (reference). */
+  nodeCryptoSignMedianMs: number;
+}
+
+/** Imports the CA key as a WebCrypto Ed25519 signing key and as a node:crypto KeyObject. */
+async function referenceKeys(caPrivateKey: Uint8Array) {
+  const base64Url = (bytes: Uint8Array) =>
+    btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll(
+      "/",
+      "_",
+    ).replace(/=+$/, "");
+  const jwk = {
+    kty: "OKP",
+    crv: "Ed25519",
+    d: base64Url(caPrivateKey.subarray(0, 32)),
+    x: base64Url(caPrivateKey.subarray(32)),
+  };
+  const webCrypto = await crypto.subtle.importKey(
+    "jwk",
+    jwk,
+    { name: "Ed25519" },
+    false,
+    ["sign"],
+  );
+  const nodeKey = createPrivateKey({ key: jwk, format: "jwk" });
+  return { webCrypto, nodeKey };
 }
 
 function median(values: number[]): number {
@@ -20,6 +55,10 @@ function median(values: number[]): number {
   return sorted.length % 2
     ? sorted[middle]
     : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((value, index) => value === b[index]);
 }
 
 async function run(command: string, args: string[]): Promise<void> {
@@ -68,15 +107,18 @@ export async function benchmarkSigning(samples = 200): Promise<SigningFigures> {
     const notBefore = new Date();
     const notAfter = new Date(notBefore.getTime() + 86_400_000);
 
+    const keys = await referenceKeys(caPrivateKey);
     const native: number[] = [];
     const external: number[] = [];
-    // Interleaved, so that machine noise hits both sides alike.
+    const webCryptoSign: number[] = [];
+    const nodeCryptoSign: number[] = [];
+    // Interleaved, so that machine noise hits every side alike.
     for (let index = 0; index < samples; index++) {
       const ip = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${
         (index & 255) || 1
       }`;
       let started = performance.now();
-      await signHostCertificate({
+      const signed = await signHostCertificate({
         ca,
         caPrivateKey,
         publicKey,
@@ -88,6 +130,28 @@ export async function benchmarkSigning(samples = 200): Promise<SigningFigures> {
         notAfter,
       });
       native.push(performance.now() - started);
+
+      // The bytes the native signer just signed, signed again by each reference.
+      const data = encodeDetails(
+        signed.certificate.details,
+      ) as Uint8Array<ArrayBuffer>;
+      started = performance.now();
+      const webSignature = new Uint8Array(
+        await crypto.subtle.sign({ name: "Ed25519" }, keys.webCrypto, data),
+      );
+      webCryptoSign.push(performance.now() - started);
+
+      started = performance.now();
+      const nodeSignature = nodeSign(null, data, keys.nodeKey);
+      nodeCryptoSign.push(performance.now() - started);
+
+      // Ed25519 is deterministic: equal signatures show the same key and bytes.
+      if (
+        !equalBytes(webSignature, signed.certificate.signature) ||
+        !equalBytes(nodeSignature, signed.certificate.signature)
+      ) {
+        throw new Error("The reference signatures differ from the native one");
+      }
 
       started = performance.now();
       await run("nebula-cert", [
@@ -117,6 +181,8 @@ export async function benchmarkSigning(samples = 200): Promise<SigningFigures> {
       nativeMedianMs,
       nebulaCertMedianMs,
       ratio: nebulaCertMedianMs / nativeMedianMs,
+      webCryptoSignMedianMs: median(webCryptoSign),
+      nodeCryptoSignMedianMs: median(nodeCryptoSign),
     };
   } finally {
     await Deno.remove(dir, { recursive: true });

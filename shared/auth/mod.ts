@@ -65,7 +65,19 @@ export function createAuthenticator(
   db: Db,
   settings: AuthSettings,
 ): Authenticator {
-  const secret = new TextEncoder().encode(settings.jwtSecret);
+  // The secret is imported once, so each HS256 verification skips jose's
+  // importKey. When the import fails, as for an empty secret, verify() rejects
+  // every HS256 token as not valid.
+  const secret = crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(settings.jwtSecret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["verify"],
+  );
+  // verify() handles the rejection. This handler only keeps an unused failed
+  // import from being reported as unhandled.
+  secret.catch(() => {});
   const jwks = settings.jwksUrl
     ? createRemoteJWKSet(new URL(settings.jwksUrl))
     : undefined;
@@ -85,7 +97,7 @@ export function createAuthenticator(
     };
     try {
       if (algorithm === "HS256") {
-        return (await jwtVerify(token, secret, {
+        return (await jwtVerify(token, await secret, {
           ...options,
           algorithms: ["HS256"],
         })).payload;

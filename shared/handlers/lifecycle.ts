@@ -183,7 +183,7 @@ async function renew(
   const publicKey = input.publicKey === undefined
     ? undefined
     : parseDevicePublicKey(input.publicKey);
-  if (publicKey) await checkX25519PublicKey(publicKey);
+  if (publicKey) checkX25519PublicKey(publicKey);
   const now = deps.now();
 
   // One transaction, with the signer on it too: PGlite has one connection,

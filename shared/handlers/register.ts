@@ -166,7 +166,7 @@ async function register(
   userId: string,
 ) {
   const publicKey = parseDevicePublicKey(input.publicKey);
-  await checkX25519PublicKey(publicKey);
+  checkX25519PublicKey(publicKey);
   const now = deps.now();
 
   // Two calls around the signature, in one transaction: a failure at any

@@ -29,11 +29,43 @@ export function parseKek(base64: string): Uint8Array {
   return bytes;
 }
 
+interface ImportedKek {
+  /** Copy of the bytes the key was imported from, to detect a KEK changed in place. */
+  bytes: Uint8Array;
+  key: Promise<CryptoKey>;
+}
+
+/**
+ * Imported KEKs, keyed by array identity. A function instance keeps one KEK
+ * for its whole life, so each KEK is imported once, not once per seal or open.
+ * The KEK is imported again when its array no longer contains the copied
+ * bytes. Nothing here is logged.
+ */
+const importedKeks = new WeakMap<Uint8Array, ImportedKek>();
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let index = 0; index < a.length; index++) {
+    difference |= a[index] ^ b[index];
+  }
+  return difference === 0;
+}
+
 function importKek(kek: Uint8Array): Promise<CryptoKey> {
-  return crypto.subtle.importKey("raw", kek as Bytes, "AES-GCM", false, [
+  const cached = importedKeks.get(kek);
+  if (cached && sameBytes(cached.bytes, kek)) return cached.key;
+  const bytes = kek.slice();
+  const key = crypto.subtle.importKey("raw", bytes, "AES-GCM", false, [
     "encrypt",
     "decrypt",
   ]);
+  importedKeks.set(kek, { bytes, key });
+  // A KEK that fails to import fails on every call, so no entry is kept for it.
+  key.catch(() => {
+    if (importedKeks.get(kek)?.key === key) importedKeks.delete(kek);
+  });
+  return key;
 }
 
 export async function sealCaKey(

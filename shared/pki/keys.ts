@@ -244,31 +244,81 @@ function describePemType(type: string): string {
   return `a ${type} block`;
 }
 
+/** Little-endian bytes of a 256-bit value given as big-endian hex. */
+function littleEndian(hex: string): Uint8Array {
+  const bytes = new Uint8Array(32);
+  for (let index = 0; index < 32; index++) {
+    bytes[index] = parseInt(hex.slice(62 - 2 * index, 64 - 2 * index), 16);
+  }
+  return bytes;
+}
+
+/**
+ * Small-order X25519 u-coordinates, reduced mod p = 2^255 - 19. They are 0
+ * (order 2), 1 (order 4), p - 1 (order 4 on the twist) and the two
+ * u-coordinates of the four order-8 points. X25519 with a clamped private key,
+ * which is a multiple of 8, maps each of them to zero. The order-8 values were
+ * found by multiplying random curve points by the prime subgroup order and
+ * keeping the results that double to u = 1. tests/pki/small_order_test.ts
+ * checks the list against WebCrypto.
+ */
+const SMALL_ORDER_U = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0000000000000000000000000000000000000000000000000000000000000001",
+  "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffec",
+  "00b8495f16056286fdb1329ceb8d09da6ac49ff1fae35616aeb8413b7c7aebe0",
+  "57119fd0dd4e22d8868e1c58c45c44045bef839c55b1d0b1248c50a3bc959c5f",
+].map(littleEndian);
+
+/**
+ * Reduces a 32-byte u-coordinate the way X25519 reads it, which ignores bit 255
+ * and takes the rest mod p. It does not branch on the key bytes. A value u
+ * below 2^255 is at least p exactly when u + 19 reaches 2^255, and then u - p
+ * equals u + 19 without bit 255.
+ */
+function canonicalU(publicKey: Uint8Array): Uint8Array {
+  const u = publicKey.slice(0, 32);
+  u[31] &= 0x7f;
+  const plus19 = new Uint8Array(32);
+  let carry = 19;
+  for (let index = 0; index < 32; index++) {
+    const sum = u[index] + carry;
+    plus19[index] = sum & 0xff;
+    carry = sum >> 8;
+  }
+  // 0xff when u >= p, else 0.
+  const reduce = -(plus19[31] >> 7) & 0xff;
+  plus19[31] &= 0x7f;
+  for (let index = 0; index < 32; index++) {
+    u[index] = (plus19[index] & reduce) | (u[index] & ~reduce);
+  }
+  return u;
+}
+
+/** Checks whether the key reduces to an entry of SMALL_ORDER_U, comparing every byte of every entry. */
+function isSmallOrder(publicKey: Uint8Array): boolean {
+  const u = canonicalU(publicKey);
+  let found = 0;
+  for (const bad of SMALL_ORDER_U) {
+    let difference = 0;
+    for (let index = 0; index < 32; index++) {
+      difference |= u[index] ^ bad[index];
+    }
+    // 1 when difference is 0, else 0.
+    found |= ((difference - 1) >> 8) & 1;
+  }
+  return found === 1;
+}
+
 /**
  * Rejects X25519 public keys of small order, such as all zeros: no device
  * generates one, and a handshake with it gives an all-zero shared secret.
- * WebCrypto's deriveBits raises OperationError for exactly those keys.
+ * WebCrypto's X25519 deriveBits in Deno 2.9 raises OperationError for exactly
+ * these keys, but this check works on the 32 bytes alone, so it needs no key
+ * pair.
  */
-export async function checkX25519PublicKey(
-  publicKey: Uint8Array,
-): Promise<void> {
-  const own = await crypto.subtle.generateKey({ name: "X25519" }, false, [
-    "deriveBits",
-  ]) as CryptoKeyPair;
-  try {
-    const peer = await crypto.subtle.importKey(
-      "raw",
-      publicKey as Bytes,
-      { name: "X25519" },
-      false,
-      [],
-    );
-    await crypto.subtle.deriveBits(
-      { name: "X25519", public: peer },
-      own.privateKey,
-      256,
-    );
-  } catch {
+export function checkX25519PublicKey(publicKey: Uint8Array): void {
+  if (publicKey.length !== 32 || isSmallOrder(publicKey)) {
     throw keyError(
       `The public key is a degenerate X25519 point that no key pair produces; ${HOW_TO}`,
       "must be a real X25519 public key",

@@ -1781,6 +1781,18 @@ CREATE INDEX nebula_certificates_device_idx ON public.nebula_certificates USING 
 CREATE INDEX nebula_certificates_project_ip_idx ON public.nebula_certificates USING btree (project_id, ip, not_after);
 
 --
+-- Name: nebula_certificates_revoked_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX nebula_certificates_revoked_idx ON public.nebula_certificates USING btree (project_id, not_after) WHERE (revoked_at IS NOT NULL);
+
+--
+-- Name: INDEX nebula_certificates_revoked_idx; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON INDEX public.nebula_certificates_revoked_idx IS 'Revoked certificates by project and expiry: the rows of pki.blocklist.';
+
+--
 -- Name: nebula_ip_allocations_open_device_idx; Type: INDEX; Schema: public; Owner: -
 --
 

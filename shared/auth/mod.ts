@@ -31,7 +31,12 @@ export interface AuthUser {
 }
 
 export interface Authenticator {
+  /** Verifies the access token and checks that its user exists. */
   authenticate(request: Request): Promise<AuthUser>;
+  /** Verifies the access token only; call `requireUser` before acting for the user. */
+  verifyToken(request: Request): Promise<AuthUser>;
+  /** Checks that the user of a verified token still exists. */
+  requireUser(user: AuthUser): Promise<void>;
 }
 
 const ASYMMETRIC = new Set(["ES256", "RS256"]);
@@ -131,29 +136,40 @@ export function createAuthenticator(
     );
   }
 
-  return {
-    async authenticate(request: Request): Promise<AuthUser> {
-      const payload = await verify(bearerToken(request));
-      if (
-        payload.role !== "authenticated" || typeof payload.sub !== "string" ||
-        !UUID.test(payload.sub)
-      ) {
-        throw new UnauthorizedError(
-          "The access token is not a signed-in user's token",
-        );
-      }
-
-      const rows = await db.query<{ id: string }>(
-        "select id from auth.users where id = $1",
-        [payload.sub],
+  async function verifyToken(request: Request): Promise<AuthUser> {
+    const payload = await verify(bearerToken(request));
+    if (
+      payload.role !== "authenticated" || typeof payload.sub !== "string" ||
+      !UUID.test(payload.sub)
+    ) {
+      throw new UnauthorizedError(
+        "The access token is not a signed-in user's token",
       );
-      if (rows.length === 0) {
-        throw new UnauthorizedError("The access token's user does not exist");
-      }
-      return {
-        userId: rows[0].id,
-        email: typeof payload.email === "string" ? payload.email : undefined,
-      };
+    }
+    return {
+      // Lowercase, as PostgreSQL prints a uuid, so rate-limit keys match.
+      userId: payload.sub.toLowerCase(),
+      email: typeof payload.email === "string" ? payload.email : undefined,
+    };
+  }
+
+  async function requireUser(user: AuthUser): Promise<void> {
+    const rows = await db.query<{ id: string }>(
+      "select id from auth.users where id = $1",
+      [user.userId],
+    );
+    if (rows.length === 0) {
+      throw new UnauthorizedError("The access token's user does not exist");
+    }
+  }
+
+  return {
+    verifyToken,
+    requireUser,
+    async authenticate(request: Request): Promise<AuthUser> {
+      const user = await verifyToken(request);
+      await requireUser(user);
+      return user;
     },
   };
 }

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { AuditContext } from "../audit/mod.ts";
+import type { AuthUser } from "../auth/mod.ts";
 import type { Db } from "../db/port.ts";
 import { ForbiddenError, NotFoundError, UnauthorizedError } from "../errors.ts";
 import {
@@ -111,6 +112,26 @@ export async function limitRequest(
     ...scoped("user", subject.userId),
   ];
   return await enforceRateLimits(deps.db, checks, deps.now());
+}
+
+/**
+ * Checks that the token's user exists and takes the request's rate-limit
+ * tokens. The two statements are independent, so they run at once on two
+ * connections. An unknown user is reported before a rate-limit refusal.
+ */
+export async function admitRequest(
+  deps: HandlerDeps,
+  context: RequestContext,
+  user: AuthUser,
+  subject: Omit<RateLimitSubject, "userId">,
+): Promise<RateLimitResult | null> {
+  const [exists, limit] = await Promise.allSettled([
+    deps.auth.requireUser(user),
+    limitRequest(deps, context, { ...subject, userId: user.userId }),
+  ]);
+  if (exists.status === "rejected") throw exists.reason;
+  if (limit.status === "rejected") throw limit.reason;
+  return limit.value;
 }
 
 function withRateLimitHeaders(
@@ -228,16 +249,16 @@ export function renewRoutes(deps: HandlerDeps): Route[] {
     method: "POST",
     path: "/",
     async handle(context) {
-      const { userId } = await deps.auth.authenticate(context.request);
+      const user = await deps.auth.verifyToken(context.request);
+      const { userId } = user;
       context.logFields.userId = userId;
       const input = parseInput(RenewBody, await readJsonBody(context.request));
       context.logFields.projectId = input.projectId;
       context.logFields.deviceId = input.deviceId;
-      const limit = await limitRequest(deps, context, {
+      const limit = await admitRequest(deps, context, user, {
         endpoint: "nebula-renew",
         projectId: input.projectId,
         deviceId: input.deviceId,
-        userId,
       });
       const audit = auditContext(context, userId);
 
@@ -291,13 +312,13 @@ export function configRoutes(deps: HandlerDeps): Route[] {
     method: "GET",
     path: "/:deviceId",
     async handle(context) {
-      const { userId } = await deps.auth.authenticate(context.request);
+      const user = await deps.auth.verifyToken(context.request);
+      const { userId } = user;
       context.logFields.userId = userId;
       const target = deviceTarget(context);
-      const limit = await limitRequest(deps, context, {
+      const limit = await admitRequest(deps, context, user, {
         endpoint: "nebula-config",
         ...target,
-        userId,
       });
       await requireOwnerOrManager(
         deps.db,
@@ -334,13 +355,13 @@ export function heartbeatRoutes(deps: HandlerDeps): Route[] {
     method: "POST",
     path: "/:deviceId",
     async handle(context) {
-      const { userId } = await deps.auth.authenticate(context.request);
+      const user = await deps.auth.verifyToken(context.request);
+      const { userId } = user;
       context.logFields.userId = userId;
       const target = deviceTarget(context);
-      const limit = await limitRequest(deps, context, {
+      const limit = await admitRequest(deps, context, user, {
         endpoint: "nebula-heartbeat",
         ...target,
-        userId,
       });
       await requireOwnerOrManager(deps.db, target, userId, "report");
 
@@ -422,15 +443,15 @@ export function revokeRoutes(deps: HandlerDeps): Route[] {
     method: "POST",
     path: "/",
     async handle(context) {
-      const { userId } = await deps.auth.authenticate(context.request);
+      const user = await deps.auth.verifyToken(context.request);
+      const { userId } = user;
       context.logFields.userId = userId;
       const input = parseInput(RevokeBody, await readJsonBody(context.request));
       context.logFields.projectId = input.projectId;
       context.logFields.deviceId = input.deviceId;
-      const limit = await limitRequest(deps, context, {
+      const limit = await admitRequest(deps, context, user, {
         endpoint: "nebula-revoke",
         projectId: input.projectId,
-        userId,
       });
       const audit = auditContext(context, userId);
 

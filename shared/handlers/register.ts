@@ -25,7 +25,7 @@ import { MANAGERS } from "./access.ts";
 import { auditContext, auditRefusals } from "./audit_context.ts";
 import type { HandlerDeps } from "./deps.ts";
 import { bundleFromInputs, CONFIG_GENERATOR_VERSION } from "./device_bundle.ts";
-import { limitRequest } from "./lifecycle.ts";
+import { admitRequest } from "./lifecycle.ts";
 import { projectGroup, signWithSealedKey } from "./signer.ts";
 
 const RegisterBody = z.strictObject({
@@ -275,7 +275,8 @@ export function registerRoutes(deps: HandlerDeps): Route[] {
     method: "POST",
     path: "/",
     async handle(context) {
-      const { userId } = await deps.auth.authenticate(context.request);
+      const user = await deps.auth.verifyToken(context.request);
+      const { userId } = user;
       context.logFields.userId = userId;
       const input = parseInput(
         RegisterBody,
@@ -283,11 +284,10 @@ export function registerRoutes(deps: HandlerDeps): Route[] {
       );
       context.logFields.projectId = input.projectId;
       context.logFields.deviceId = input.deviceId;
-      const limit = await limitRequest(deps, context, {
+      const limit = await admitRequest(deps, context, user, {
         endpoint: "nebula-register",
         projectId: input.projectId,
         deviceId: input.deviceId,
-        userId,
       });
 
       const result = await auditRefusals(

@@ -16,6 +16,7 @@ import { LOCAL_JWT_SECRET } from "../../shared/env.ts";
 import { createFunction } from "../../shared/handlers/mod.ts";
 import { silentLogger } from "../../shared/http/log.ts";
 import {
+  deviceRequest,
   type Harness,
   ISSUER,
   randomKek,
@@ -276,6 +277,49 @@ Deno.test("deleted user's unexpired token is 401", async () => {
     token: user.token,
     body: { name: "x", cidr: "10.1.0.0/24", lighthouses: [] },
   });
+
+  const detail = await assertUnauthorized(response);
+  assert.match(detail, /does not exist/);
+});
+
+Deno.test("deleted user's token is 401 before rate limits", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const user = await harness.createUser("member");
+  await harness.db.query(
+    "insert into public.project_members (project_id, user_id, role) values ($1, $2, 'member')",
+    [project.id, user.id],
+  );
+  // An empty bucket for the user that refills once an hour.
+  await harness.db.query(
+    `insert into public.rate_limit_policies (project_id, scope, endpoint, capacity, refill_per_second)
+     values ($1, 'user', 'nebula-register', 1, 0.0003)`,
+    [project.id],
+  );
+  await harness.db.query(
+    `insert into public.rate_limit_buckets (project_id, scope, endpoint, bucket_key, tokens, updated_at, full_at)
+     values ($1, 'user', 'nebula-register', $2, 0, now(), now() + interval '1 hour')`,
+    [project.id, user.id],
+  );
+  const register = async () =>
+    await harness.call("nebula-register", "POST", "", {
+      token: user.token,
+      body: (await deviceRequest(project.id)).body,
+    });
+  const limited = await register();
+  assert.equal(limited.status, 429);
+  await limited.body?.cancel();
+
+  await harness.db.query(
+    "delete from public.project_members where user_id = $1",
+    [
+      user.id,
+    ],
+  );
+  await harness.db.query("delete from auth.users where id = $1", [user.id]);
+  // The user check and the rate limit run at once, and the user check wins.
+  const response = await register();
 
   const detail = await assertUnauthorized(response);
   assert.match(detail, /does not exist/);

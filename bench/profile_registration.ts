@@ -35,16 +35,37 @@ export interface RegistrationProfile {
   handlerMedianMs: number;
   /** Median time from begin to commit, statements and JavaScript inside included. */
   transactionMedianMs: number;
-  /** Median over registrations of the time spent awaiting statements (begin and commit excluded). */
+  /**
+   * Median over registrations of the time at least one statement was
+   * running (begin and commit excluded). Statements that run at once count once.
+   */
   databaseMedianMs: number;
   statementsPerRegistration: number;
   statements: StatementProfile[];
+  /** Mean time inside the server of each SQL function a registration calls, nested calls included. */
+  serverFunctions: ServerFunctionProfile[];
 }
+
+export interface ServerFunctionProfile {
+  name: string;
+  callsPerRegistration: number;
+  meanMsPerCall: number;
+}
+
+/** Functions whose server-side time the profile reports, in call order. */
+const SERVER_FUNCTIONS = [
+  "take_rate_limit_token",
+  "register_nebula_device",
+  "allocate_nebula_ip",
+  "get_nebula_blocklist",
+  "record_nebula_certificate",
+  "append_audit_event",
+];
 
 /** Key of the whole transaction: its statements, begin, commit and the JavaScript between them. */
 const TRANSACTION = "(transaction, from begin to commit)";
 
-type Recorder = (statement: string, ms: number) => void;
+type Recorder = (statement: string, started: number, ended: number) => void;
 
 function label(sql: string): string {
   const text = sql.replace(/\s+/g, " ").trim();
@@ -58,7 +79,7 @@ function timingDb(db: Db, record: Recorder): Db {
     try {
       return await run();
     } finally {
-      record(label(statement), performance.now() - started);
+      record(label(statement), started, performance.now());
     }
   };
 
@@ -91,6 +112,45 @@ function perStatement(
   );
 }
 
+/** Length of the union of `intervals`: time covered by at least one of them. */
+function coveredMs(intervals: [number, number][]): number {
+  const sorted = [...intervals].sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let end = -Infinity;
+  for (const [start, stop] of sorted) {
+    if (stop <= end) continue;
+    total += stop - Math.max(start, end);
+    end = stop;
+  }
+  return total;
+}
+
+/** Reads the server-side time of SQL functions; needs track_functions on the database. */
+async function serverFunctionTimes(db: Db): Promise<ServerFunctionProfile[]> {
+  const rows = await db.query<
+    { funcname: string; calls: string; total_time: number }
+  >(
+    `select funcname, calls::text as calls, total_time
+     from pg_stat_user_functions where funcname = any($1::text[])`,
+    [SERVER_FUNCTIONS],
+  );
+  // Calls are counted per register_nebula_device call, which runs once per
+  // registration, because statistics of the last calls may not be published yet.
+  const registrations = Number(
+    rows.find((row) => row.funcname === "register_nebula_device")?.calls ?? 0,
+  );
+  if (registrations === 0) return [];
+  return SERVER_FUNCTIONS.flatMap((name) => {
+    const row = rows.find((candidate) => candidate.funcname === name);
+    if (!row || Number(row.calls) === 0) return [];
+    return [{
+      name,
+      callsPerRegistration: round(Number(row.calls) / registrations),
+      meanMsPerCall: round(row.total_time / Number(row.calls)),
+    }];
+  });
+}
+
 async function createOwnerToken(db: Db): Promise<string> {
   const email = `profile-${crypto.randomUUID()}@bench.test`;
   const [user] = await db.query<{ id: string }>(
@@ -120,15 +180,18 @@ export async function profileRegistration(
   const name = `bench_${crypto.randomUUID().replaceAll("-", "")}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${name} template ${TEMPLATE_NAME}`);
+  await admin.unsafe(`alter database ${name} set track_functions = 'all'`);
   await liftRateLimits(withDatabase(serverUrl, name));
   const plain = connectPostgres(withDatabase(serverUrl, name), { max: 4 });
   try {
     let current: Map<string, number> | null = null;
+    let intervals: [number, number][] = [];
     let counting = false;
     const calls = new Map<string, number>();
-    const db = timingDb(plain, (statement, ms) => {
+    const db = timingDb(plain, (statement, started, ended) => {
       if (!current) return;
-      current.set(statement, (current.get(statement) ?? 0) + ms);
+      current.set(statement, (current.get(statement) ?? 0) + ended - started);
+      if (statement !== TRANSACTION) intervals.push([started, ended]);
       if (counting) calls.set(statement, (calls.get(statement) ?? 0) + 1);
     });
     const deps = {
@@ -153,6 +216,7 @@ export async function profileRegistration(
 
     const runs: Map<string, number>[] = [];
     const handlerTimes: number[] = [];
+    const databaseTimes: number[] = [];
     // The first registrations warm up the JIT and the connections; not counted.
     for (let index = -20; index < samples; index++) {
       const keys = await generateX25519KeyPair();
@@ -163,6 +227,7 @@ export async function profileRegistration(
         publicKey: keys.publicPem,
       });
       current = new Map();
+      intervals = [];
       counting = index >= 0;
       const started = performance.now();
       const response = await register(request);
@@ -174,6 +239,7 @@ export async function profileRegistration(
       if (index >= 0) {
         runs.push(current);
         handlerTimes.push(elapsed);
+        databaseTimes.push(coveredMs(intervals));
       }
       current = null;
     }
@@ -181,9 +247,8 @@ export async function profileRegistration(
     const statements = perStatement(runs, calls).filter((s) =>
       s.statement !== TRANSACTION
     );
-    const databaseTime = (run: Map<string, number>) =>
-      [...run].filter(([statement]) => statement !== TRANSACTION)
-        .reduce((sum, [, ms]) => sum + ms, 0);
+    // The server publishes function statistics about once a second.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
 
     return {
       samples,
@@ -191,11 +256,12 @@ export async function profileRegistration(
       transactionMedianMs: round(
         median(runs.map((run) => run.get(TRANSACTION) ?? 0)),
       ),
-      databaseMedianMs: round(median(runs.map(databaseTime))),
+      databaseMedianMs: round(median(databaseTimes)),
       statementsPerRegistration: round(
         statements.reduce((sum, s) => sum + s.callsPerRegistration, 0),
       ),
       statements,
+      serverFunctions: await serverFunctionTimes(plain),
     };
   } finally {
     await plain.close();

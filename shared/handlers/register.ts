@@ -203,7 +203,36 @@ async function register(
       nonce: fromHex(nonce),
     });
 
-    // The certificate and its audit row in one statement.
+    const inputs: ConfigInputs = {
+      generatorVersion: CONFIG_GENERATOR_VERSION,
+      projectId: input.projectId,
+      cidr: claimed.cidr,
+      deviceId: input.deviceId,
+      deviceName: input.deviceName,
+      ip,
+      prefixLength,
+      isLighthouse: Boolean(input.lighthouse),
+      certificateFingerprint: signed.fingerprint,
+      caFingerprints: cas.map((entry) => entry.fingerprint).sort(),
+      lighthouses: claimed.lighthouses,
+      blocklist: claimed.blocklist,
+    };
+    const bundle = await bundleFromInputs(
+      {
+        projectId: input.projectId,
+        projectName: claimed.project_name,
+        deviceId: input.deviceId,
+        certificatePem: signed.pem,
+        notAfter: signed.notAfter,
+      },
+      inputs,
+      cas,
+      now,
+    );
+
+    // The certificate and its audit row in one statement, last: the audit
+    // row locks the project's audit chain until commit, so every other
+    // registration of the project waits as long as the lock lasts.
     const audit = auditCall(
       auditContext(context, userId),
       {
@@ -240,32 +269,6 @@ async function register(
       ],
     );
 
-    const inputs: ConfigInputs = {
-      generatorVersion: CONFIG_GENERATOR_VERSION,
-      projectId: input.projectId,
-      cidr: claimed.cidr,
-      deviceId: input.deviceId,
-      deviceName: input.deviceName,
-      ip,
-      prefixLength,
-      isLighthouse: Boolean(input.lighthouse),
-      certificateFingerprint: signed.fingerprint,
-      caFingerprints: cas.map((entry) => entry.fingerprint).sort(),
-      lighthouses: claimed.lighthouses,
-      blocklist: claimed.blocklist,
-    };
-    const bundle = await bundleFromInputs(
-      {
-        projectId: input.projectId,
-        projectName: claimed.project_name,
-        deviceId: input.deviceId,
-        certificatePem: signed.pem,
-        notAfter: signed.notAfter,
-      },
-      inputs,
-      cas,
-      now,
-    );
     return { created: claimed.created, ip, prefixLength, signed, bundle };
   }).catch((error) => Promise.reject(registrationProblem(error, input)));
 }

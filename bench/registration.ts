@@ -39,6 +39,11 @@ export interface FloorFigure {
   /** Median of the three steps run one after another. */
   medianMs: number;
   roundTripMedianMs: number;
+  /**
+   * Median of `select $1::int` on the same connection, timed beside the
+   * floor but not part of it: what one statement with a parameter costs.
+   */
+  parameterRoundTripMedianMs: number;
   signMedianMs: number;
   zipMedianMs: number;
 }
@@ -262,12 +267,16 @@ async function measureFloor(
 
   const totals: number[] = [];
   const roundTrips: number[] = [];
+  const parameterRoundTrips: number[] = [];
   const signs: number[] = [];
   const zips: number[] = [];
   try {
     await db.query("select 1");
     for (let index = 0; index < samples; index++) {
       const roundTrip = await timed(() => db.query("select 1"));
+      const parameterRoundTrip = await timed(() =>
+        db.query("select $1::int", [index])
+      );
       const sign = await timed(() =>
         signHostCertificate({
           ca,
@@ -297,6 +306,7 @@ async function measureFloor(
         })
       );
       roundTrips.push(roundTrip.ms);
+      parameterRoundTrips.push(parameterRoundTrip.ms);
       signs.push(sign.ms);
       zips.push(zip.ms);
       totals.push(roundTrip.ms + sign.ms + zip.ms);
@@ -309,6 +319,7 @@ async function measureFloor(
     samples,
     medianMs: round(median(totals)),
     roundTripMedianMs: round(median(roundTrips)),
+    parameterRoundTripMedianMs: round(median(parameterRoundTrips)),
     signMedianMs: round(median(signs)),
     zipMedianMs: round(median(zips)),
   };

@@ -2,7 +2,7 @@
 import type { AllocationFigures } from "./allocation.ts";
 import type { OverlayFigures } from "./overlay.ts";
 import type { RegistrationProfile } from "./profile_registration.ts";
-import type { RegistrationFigures } from "./registration.ts";
+import type { FloorFigure, RegistrationFigures } from "./registration.ts";
 import type { Results } from "./run.ts";
 import type { SigningFigures } from "./sign.ts";
 import { round } from "./stats.ts";
@@ -241,8 +241,7 @@ const TOP_LEVEL_FUNCTIONS = new Set([
 
 function profileParagraphs(
   profile: RegistrationProfile,
-  floorMs: number,
-  zipMs: number,
+  floor: FloorFigure,
 ): string {
   const serverMs = profile.serverFunctions
     .filter((f) => TOP_LEVEL_FUNCTIONS.has(f.name))
@@ -265,16 +264,20 @@ Time inside the server, per call of each SQL function
 ${serverTable(profile)}
 
 What bounds it: waiting for the database takes
-${(profile.databaseMedianMs / floorMs).toFixed(1)} floors on its own. About
+${
+    (profile.databaseMedianMs / floor.medianMs).toFixed(1)
+  } floors on its own. About
 ${round(serverMs)} ms of it is work inside the server: key and foreign-key
 checks, index upkeep, the allocation and the audit row's hash. The rest is
 round trips and the postgres.js and Deno I/O around them. With prepared
 statements off, as Supabase's transaction pooler needs, postgres.js sends a
 statement with parameters in two round trips: one to learn the parameter
-types, one to run it. The other ${
+types, one to run it. Beside the floor, \`select $1::int\` took
+${floor.parameterRoundTripMedianMs} ms against ${floor.roundTripMedianMs} ms
+for \`select 1\`. The other ${
     round(javaScriptMs)
   } ms of the handler are the begin and commit round trips and JavaScript: the
-token check, unsealing the CA key and signing, nebula.yml, the ZIP (${zipMs} ms
+token check, unsealing the CA key and signing, nebula.yml, the ZIP (${floor.zipMedianMs} ms
 in the floor) and the JSON response.
 
 Done to get here: a registration calls two SQL functions in its
@@ -313,9 +316,7 @@ function registrationSection(
     ]),
   ];
   const f = r.floor;
-  const profileText = profile
-    ? profileParagraphs(profile, f.medianMs, f.zipMedianMs)
-    : "";
+  const profileText = profile ? profileParagraphs(profile, f) : "";
 
   return `## 4. Registration over HTTP
 

@@ -6,6 +6,7 @@
  */
 import type { Db } from "../db/port.ts";
 import { ProblemError } from "../errors.ts";
+import { parseIpAddress } from "../http/client_ip.ts";
 import { toHex } from "../pki/base64.ts";
 
 export type ActorType = "user" | "service" | "system" | "anonymous";
@@ -58,20 +59,6 @@ export interface ChainVerification {
 const USER_AGENT_MAX = 1000;
 const REQUEST_ID_MAX = 200;
 
-const IPV4 =
-  /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const IPV6 = /^[0-9a-fA-F:.]{2,45}$/;
-
-/** Returns the address if it is an IP literal, else null, so a spoofed header cannot break the insert. */
-export function normalizeClientIp(
-  value: string | null | undefined,
-): string | null {
-  const text = value?.split(",")[0]?.trim() ?? "";
-  if (IPV4.test(text)) return text;
-  if (text.includes(":") && IPV6.test(text)) return text;
-  return null;
-}
-
 function truncate(
   value: string | null | undefined,
   max: number,
@@ -113,8 +100,8 @@ export function auditCall(
   now: Date,
   first = 1,
 ): AuditCall {
-  // IPv6 addresses may arrive as "[::1]" from some proxies.
-  const clientIp = normalizeClientIp(context.clientIp?.replace(/^\[|\]$/g, ""));
+  // Null unless an IP address, so a spoofed header cannot break the insert.
+  const clientIp = parseIpAddress(context.clientIp);
   const n = (offset: number) => `$${first + offset}`;
   return {
     sql: `public.append_audit_event(

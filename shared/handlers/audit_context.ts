@@ -4,16 +4,10 @@ import {
   type AuditContext,
   type AuditEvent,
 } from "../audit/mod.ts";
+import { clientIp } from "../http/client_ip.ts";
 import type { RequestContext } from "../http/serve.ts";
 import type { HandlerDeps } from "./deps.ts";
 import { describeError } from "../http/log.ts";
-
-/** First address of X-Forwarded-For, which Supabase's gateway sets to the client. */
-export function clientIp(request: Request): string | null {
-  const forwarded = request.headers.get("x-forwarded-for")?.split(",")[0]
-    ?.trim();
-  return forwarded || request.headers.get("x-real-ip") || null;
-}
 
 export function auditContext(
   context: RequestContext,

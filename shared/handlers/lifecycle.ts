@@ -31,6 +31,7 @@ import {
   rateLimitHeaders,
   type RateLimitResult,
 } from "../ratelimit/mod.ts";
+import { clientIp } from "../http/client_ip.ts";
 import { json, type RequestContext, type Route } from "../http/serve.ts";
 import {
   displayText,
@@ -39,7 +40,7 @@ import {
   uuid,
 } from "../http/request.ts";
 import { ANY_ROLE, MANAGERS, requireRole, type Role } from "./access.ts";
-import { auditContext, auditRefusals, clientIp } from "./audit_context.ts";
+import { auditContext, auditRefusals } from "./audit_context.ts";
 import { deviceTarget } from "./device.ts";
 import type { HandlerDeps } from "./deps.ts";
 import {

@@ -83,6 +83,16 @@ export interface RateLimitSubject {
 }
 
 /**
+ * Returns `userId/deviceId`, or null without both. Tokens are taken before
+ * authorization, so a bucket keyed on the device id alone would let any
+ * user drain the budget of someone else's device.
+ */
+function deviceBucketKey(subject: RateLimitSubject): string | null {
+  if (!subject.userId || !subject.deviceId) return null;
+  return `${subject.userId}/${subject.deviceId}`;
+}
+
+/**
  * Takes one token from the client IP, device and user buckets of `endpoint`
  * and throws RateLimitedError (429 with Retry-After) when one is empty. Call
  * it before the request's transaction, so a refused request costs one
@@ -109,7 +119,7 @@ export async function limitRequest(
   // Cheapest to waste first: enforceRateLimits spends tokens in order.
   const checks: RateLimitCheck[] = [
     ...scoped("ip", clientIp(context.request)),
-    ...scoped("device", subject.deviceId),
+    ...scoped("device", deviceBucketKey(subject)),
     ...scoped("user", subject.userId),
   ];
   return await enforceRateLimits(deps.db, checks, deps.now());

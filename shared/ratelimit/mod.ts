@@ -11,7 +11,7 @@ export type RateLimitScope = "user" | "device" | "ip";
 /** One bucket to take from: per user, device or client IP, per endpoint. */
 export interface RateLimitCheck {
   scope: RateLimitScope;
-  /** User id, device id or client IP. */
+  /** User id, `userId/deviceId` for a device, or client IP. */
   key: string;
   /** Function name such as `nebula-register`; policies may also match `*`. */
   endpoint: string;

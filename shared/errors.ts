@@ -131,13 +131,20 @@ export class UnsupportedMediaTypeError extends ProblemError {
 /** 429: a rate limit is exhausted; retry after `retryAfterSeconds`. */
 export class RateLimitedError extends ProblemError {
   readonly retryAfterSeconds: number;
+  /** Extra response headers, such as RateLimit-Limit of the empty bucket. */
+  readonly headers: Record<string, string>;
 
-  constructor(detail: string, retryAfterSeconds: number) {
+  constructor(
+    detail: string,
+    retryAfterSeconds: number,
+    headers: Record<string, string> = {},
+  ) {
     super(429, "rate_limited", "Too many requests", {
       detail,
       extensions: { retryAfter: retryAfterSeconds },
     });
     this.retryAfterSeconds = retryAfterSeconds;
+    this.headers = headers;
   }
 }
 

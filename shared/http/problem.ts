@@ -33,6 +33,9 @@ export function problemResponse(
 
   const headers = new Headers({ "content-type": "application/problem+json" });
   if (error instanceof RateLimitedError) {
+    for (const [name, value] of Object.entries(error.headers)) {
+      headers.set(name, value);
+    }
     headers.set("retry-after", String(error.retryAfterSeconds));
   }
   if (error instanceof MethodNotAllowedError) {

@@ -96,9 +96,10 @@ async function takeAll(
 }
 
 /**
- * Takes from every bucket of `checks` and throws RateLimitedError with the
- * longest wait if any of them is empty. Returns the result with the fewest
- * tokens left, for the RateLimit headers. All buckets are taken in one
+ * Takes from every bucket of `checks`. When any of them is empty, throws
+ * RateLimitedError with the longest wait and the RateLimit headers of the
+ * bucket with that wait. Otherwise returns the result with the fewest tokens
+ * left, for the RateLimit headers. All buckets are taken in one
  * statement (one round trip), always in list order, so concurrent requests
  * lock shared buckets in the same order.
  *
@@ -115,10 +116,14 @@ export async function enforceRateLimits(
 
   const refused = results.filter((result) => !result.allowed);
   if (refused.length > 0) {
-    const wait = Math.max(...refused.map((result) => result.retryAfterSeconds));
+    const slowest = refused.reduce((slow, result) =>
+      result.retryAfterSeconds > slow.retryAfterSeconds ? result : slow
+    );
+    const wait = slowest.retryAfterSeconds;
     throw new RateLimitedError(
       `Too many requests; retry after ${wait} seconds`,
       wait,
+      rateLimitHeaders(slowest),
     );
   }
 

@@ -196,6 +196,9 @@ Deno.test("enforceRateLimits() throws rate_limited with the longest wait", async
   assert.equal(error.code, "rate_limited");
   assert.equal(error.status, 429);
   assert.equal(error.retryAfterSeconds, 4);
+  assert.equal(error.headers["RateLimit-Limit"], "1");
+  assert.equal(error.headers["RateLimit-Remaining"], "0");
+  assert.equal(error.headers["Retry-After"], "4");
 });
 
 Deno.test("rateLimitHeaders() sets Retry-After only when refused", () => {

@@ -302,6 +302,7 @@ async function measureFloor(
             prefixLength: 16,
             notAfter,
             isLighthouse: false,
+            listenPort: 0,
           }),
         })
       );

@@ -82,6 +82,18 @@ export interface BundleReadmeInput {
   prefixLength: number;
   notAfter: Date;
   isLighthouse: boolean;
+  /** UDP port in `listen.port` of nebula.yml; 0 for a random port. */
+  listenPort: number;
+}
+
+function portAdvice(input: BundleReadmeInput): string {
+  if (input.isLighthouse) {
+    return `This lighthouse listens on UDP port ${input.listenPort}, the port of its
+endpoints that every device dials. Let UDP traffic to that port through the
+host's firewall, and forward the same port number on a NAT router.`;
+  }
+  return `This device listens on a random UDP port (\`listen.port: 0\`) and reaches
+its peers through the project's lighthouses, so it needs no open port.`;
 }
 
 /** Writes the README placed in the bundle: where the key goes and how to start Nebula. */
@@ -124,5 +136,9 @@ readable only by the user that runs Nebula. Nebula refuses to start with
 Check the configuration without starting Nebula: \`nebula -test -config nebula.yml\`.
 Syncthing then reaches the project's other devices at their overlay addresses
 on port 22000.
+
+## Ports
+
+${portAdvice(input)}
 `;
 }

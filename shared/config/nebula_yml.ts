@@ -8,9 +8,6 @@
 import { stringify } from "yaml";
 import { intToIp, ipToInt, prefixToMask } from "../pki/cert.ts";
 
-/** UDP port lighthouses listen on; other devices pick a random port (0). */
-export const LIGHTHOUSE_PORT = 4242;
-
 export interface LighthouseEntry {
   /** Overlay address, without prefix. */
   ip: string;
@@ -27,8 +24,6 @@ export interface NebulaConfigInput {
   blocklist: string[];
   /** File paths of the CA bundle, host certificate and host key. */
   pki?: { ca: string; cert: string; key: string };
-  /** Port a lighthouse listens on. */
-  listenPort?: number;
 }
 
 /** Syncthing's sync protocol port, TCP and QUIC over UDP. */
@@ -137,10 +132,49 @@ function checkInput(input: NebulaConfigInput): void {
       );
     }
   }
-  const port = input.listenPort ?? LIGHTHOUSE_PORT;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new ConfigInputError(`Listen port ${port} must be 1 to 65535`);
+}
+
+/**
+ * Returns the one port that all `endpoints` of a lighthouse share. Nebula
+ * listens on a single UDP port, so a lighthouse whose endpoints name two
+ * ports is unreachable on one of them.
+ */
+export function endpointPort(ip: string, endpoints: string[]): number {
+  const ports = [
+    ...new Set(endpoints.map((endpoint) => parseEndpoint(endpoint).port)),
+  ];
+  if (ports.length === 0) {
+    throw new ConfigInputError(`Lighthouse ${ip} has no host:port endpoint`);
   }
+  if (ports.length > 1) {
+    throw new ConfigInputError(
+      `Lighthouse ${ip} has endpoints on ports ${
+        ports.join(", ")
+      }; Nebula listens on one UDP port, so give every endpoint the same port`,
+    );
+  }
+  return ports[0];
+}
+
+/**
+ * Returns the UDP port the device listens on. A lighthouse listens on the
+ * port of its own endpoints, because every other device dials those through
+ * static_host_map. Other devices listen on port 0, which the operating system
+ * replaces with a free port. Peers reach them through hole punching at the
+ * address and port a lighthouse saw, so no fixed port has to be opened.
+ */
+export function listenPort(
+  device: NebulaConfigInput["device"],
+  lighthouses: LighthouseEntry[],
+): number {
+  if (!device.isLighthouse) return 0;
+  const own = lighthouses.find((lighthouse) => lighthouse.ip === device.ip);
+  if (!own) {
+    throw new ConfigInputError(
+      `Lighthouse device ${device.ip} is not in the project's lighthouses, so it has no endpoint to listen on`,
+    );
+  }
+  return endpointPort(own.ip, own.endpoints);
 }
 
 /** Builds the configuration object; `generateNebulaConfig` serializes it. */
@@ -149,6 +183,7 @@ export function buildNebulaConfig(
 ): Record<string, unknown> {
   checkInput(input);
   const { device } = input;
+  const port = listenPort(device, input.lighthouses);
   const pki = input.pki ?? { ca: "ca.crt", cert: "node.crt", key: "node.key" };
   // A lighthouse lists no lighthouses. Listing itself makes Nebula 1.6 fail
   // at start, and it learns hosts from their updates instead of queries.
@@ -178,10 +213,7 @@ export function buildNebulaConfig(
       interval: 60,
       hosts: listed.map((lighthouse) => lighthouse.ip),
     },
-    listen: {
-      host: "0.0.0.0",
-      port: device.isLighthouse ? input.listenPort ?? LIGHTHOUSE_PORT : 0,
-    },
+    listen: { host: "0.0.0.0", port },
     punchy: { punch: true, respond: true },
     relay: {
       am_relay: device.isLighthouse,

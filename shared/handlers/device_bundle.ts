@@ -1,7 +1,7 @@
 /** Assembles what a device receives: CA bundle, its certificate, nebula.yml and README in a ZIP. */
 import type { Db } from "../db/port.ts";
 import { buildBundle, bundleReadme } from "../bundle/mod.ts";
-import { generateNebulaConfig } from "../config/nebula_yml.ts";
+import { generateNebulaConfig, listenPort } from "../config/nebula_yml.ts";
 import { loadProjectCas } from "../lifecycle/cas.ts";
 import type { ProjectCa } from "../lifecycle/types.ts";
 import {
@@ -11,7 +11,7 @@ import {
 import { projectGroup } from "./signer.ts";
 
 /** Changes whenever the generated nebula.yml changes shape, so every ETag changes too. */
-export const CONFIG_GENERATOR_VERSION = "1";
+export const CONFIG_GENERATOR_VERSION = "2";
 
 export interface DeviceBundle {
   bundle: Uint8Array;
@@ -97,6 +97,14 @@ export async function bundleFromInputs(
     prefixLength: inputs.prefixLength,
     notAfter: request.notAfter,
     isLighthouse: inputs.isLighthouse,
+    listenPort: listenPort(
+      {
+        ip: inputs.ip,
+        prefixLength: inputs.prefixLength,
+        isLighthouse: inputs.isLighthouse,
+      },
+      inputs.lighthouses,
+    ),
   });
 
   const bundle = await buildBundle({

@@ -51,6 +51,22 @@ const Lighthouse = z.strictObject({
     "a lighthouse needs at least one public host:port endpoint",
   ).max(8),
   name: displayText(100).optional(),
+}).superRefine((lighthouse, issue) => {
+  // The lighthouse's nebula.yml listens on the port of its endpoints.
+  const ports = new Set<number>();
+  for (const endpoint of lighthouse.endpoints) {
+    const port = /:(\d+)$/.exec(endpoint)?.[1];
+    if (port !== undefined) ports.add(Number(port));
+  }
+  if (ports.size > 1) {
+    issue.addIssue({
+      code: "custom",
+      path: ["endpoints"],
+      message: `endpoints use ports ${
+        [...ports].join(", ")
+      }; Nebula listens on one UDP port, so give every endpoint the same port`,
+    });
+  }
 });
 
 /**

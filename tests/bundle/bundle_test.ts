@@ -45,6 +45,7 @@ async function bundleInput() {
         prefixLength: 24,
         notAfter: host.notAfter,
         isLighthouse: false,
+        listenPort: 0,
       }),
       now: START,
     },

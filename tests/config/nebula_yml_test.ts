@@ -115,6 +115,35 @@ Deno.test("generateNebulaConfig() makes a lighthouse list no hosts", async () =>
   );
 });
 
+Deno.test("generateNebulaConfig() listens on the lighthouse's endpoint port", async () => {
+  const lighthouses = [
+    { ip: "10.60.0.1", endpoints: ["203.0.113.9:5000"] },
+    { ip: "10.60.0.2", endpoints: ["198.51.100.8:4243"] },
+  ];
+  const lighthouse = await runNebulaTest({
+    device: { ip: "10.60.0.1", prefixLength: 24, isLighthouse: true },
+    lighthouses,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "lighthouse-5000");
+  const device = await runNebulaTest({
+    device: { ip: "10.60.0.40", prefixLength: 24, isLighthouse: false },
+    lighthouses,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "device");
+  const lighthouseConfig = parse(lighthouse.config);
+  const deviceConfig = parse(device.config);
+
+  assert.ok(lighthouse.success, lighthouse.output);
+  assert.ok(device.success, device.output);
+  assert.equal(lighthouseConfig.listen.port, 5000);
+  assert.deepEqual(deviceConfig.static_host_map["10.60.0.1"], [
+    "203.0.113.9:5000",
+  ]);
+  assert.equal(deviceConfig.listen.port, 0, "devices take a random port");
+});
+
 Deno.test("generateNebulaConfig() maps every listed lighthouse", () => {
   const config = parse(generateNebulaConfig({
     device: { ip: "10.60.0.30", prefixLength: 24, isLighthouse: false },
@@ -186,7 +215,18 @@ Deno.test("generateNebulaConfig() rejects what nebula -test misses", () => {
       device: { ...base.device, prefixLength: 31 },
     }],
     ["empty project group", { ...base, projectGroup: " " }],
-    ["listen port 0", { ...base, listenPort: 0 }],
+    ["own lighthouse endpoints on two ports", {
+      ...base,
+      device: { ...base.device, ip: "10.60.0.1", isLighthouse: true },
+      lighthouses: [{
+        ip: "10.60.0.1",
+        endpoints: ["198.51.100.7:4242", "198.51.100.9:5000"],
+      }],
+    }],
+    ["lighthouse device not in lighthouses", {
+      ...base,
+      device: { ...base.device, ip: "10.60.0.9", isLighthouse: true },
+    }],
   ];
 
   for (const [label, input] of bad) {

@@ -255,3 +255,71 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "devices meet through a lighthouse on port 5000",
+  ignore: !canCreateNamespaces() || stackUnavailable() !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // Any port but Nebula's usual 4242, so a lighthouse that ignores its
+    // endpoint's port is unreachable and the devices never find each other.
+    const lighthousePort = 5000;
+    await using database = await createTestDatabase();
+    await using stack = await startLocalStack(database.url);
+    const work = await Deno.makeTempDir({ prefix: "vsm-mesh-" });
+    const underlay = await createUnderlay(["lighthouse", "a", "b"]);
+    const namespaces = [...underlay.nodes.values()].map((n) => n.netns);
+    const nodes: Enrolled[] = [];
+    try {
+      const owner = await createDevUser(
+        stack,
+        `owner-${crypto.randomUUID()}@example.test`,
+      );
+      const endpoint = `${
+        underlay.node("lighthouse").underlayIp
+      }:${lighthousePort}`;
+      const token = owner.access_token;
+      const projectId = await createProject(stack, token, CIDR, [
+        { ip: LIGHTHOUSE_IP, endpoints: [endpoint], name: "lighthouse" },
+      ]);
+
+      const lighthouse = await enroll(
+        stack,
+        token,
+        projectId,
+        work,
+        "lighthouse",
+        true,
+      );
+      const a = await enroll(stack, token, projectId, work, "a", false);
+      const b = await enroll(stack, token, projectId, work, "b", false);
+      nodes.push(lighthouse, a, b);
+      const lighthouseConfig = parse(
+        await Deno.readTextFile(`${lighthouse.dir}/nebula.yml`),
+      );
+      const deviceConfig = parse(
+        await Deno.readTextFile(`${a.dir}/nebula.yml`),
+      );
+      const readme = await Deno.readTextFile(`${lighthouse.dir}/README.md`);
+
+      assert.equal(lighthouseConfig.listen.port, lighthousePort);
+      assert.deepEqual(deviceConfig.static_host_map[LIGHTHOUSE_IP], [endpoint]);
+      assert.equal(deviceConfig.listen.port, 0);
+      assert.match(readme, /listens on UDP port 5000/);
+
+      for (const node of nodes) startNebula(underlay, node);
+      await startTcpListener(underlay, "b", TCP_PORT);
+      const aToB = await connectWithin(underlay, "a", b.ip, REACH_TIMEOUT_MS);
+
+      assert.equal(aToB, "connected pong", daemonLogs(nodes));
+    } finally {
+      await underlay.destroy();
+      await Deno.remove(work, { recursive: true });
+    }
+    const left = await listNamespaces();
+    for (const name of namespaces) {
+      assert.ok(!left.includes(name), `${name} left`);
+    }
+  },
+});

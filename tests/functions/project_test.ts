@@ -112,6 +112,14 @@ Deno.test("project setup rejects bad lighthouses naming the field", async (t) =>
       field: "lighthouses.0.endpoints.0",
     },
     {
+      name: "endpoints on two ports",
+      lighthouses: [{
+        ip: "10.50.0.1",
+        endpoints: ["203.0.113.7:4242", "lh.example.net:5000"],
+      }],
+      field: "lighthouses.0.endpoints",
+    },
+    {
       name: "second lighthouse wrong",
       lighthouses: [
         { ip: "10.50.0.1", endpoints: ["203.0.113.7:4242"] },

@@ -311,13 +311,38 @@ function isSmallOrder(publicKey: Uint8Array): boolean {
 }
 
 /**
- * Rejects X25519 public keys of small order, such as all zeros: no device
- * generates one, and a handshake with it gives an all-zero shared secret.
- * WebCrypto's X25519 deriveBits in Deno 2.9 raises OperationError for exactly
- * these keys, but this check works on the 32 bytes alone, so it needs no key
- * pair.
+ * Checks whether the 32 bytes are the canonical encoding of a u-coordinate:
+ * bit 255 clear and u below p = 2^255 - 19. X25519 writes its output this way
+ * (RFC 7748, section 5), so every generated public key passes.
+ */
+function isCanonical(publicKey: Uint8Array): boolean {
+  if (publicKey[31] & 0x80) return false;
+  // u >= p exactly when u + 19 carries into bit 255.
+  let carry = 19;
+  for (let index = 0; index < 31; index++) {
+    carry = (publicKey[index] + carry) >> 8;
+  }
+  return publicKey[31] + carry < 0x80;
+}
+
+/**
+ * Rejects X25519 public keys that no key pair produces. A non-canonical
+ * encoding (bit 255 set, or u >= 2^255 - 19) reads as the same key as its
+ * canonical form, so it would slip past the byte comparison behind
+ * `public_key_in_use`. Nebula 1.6.1 also compares the certificate's bytes with
+ * the canonical key it derives from the private key, so it rejects such a
+ * certificate at start. A small-order key, such as all zeros, gives an
+ * all-zero shared secret. WebCrypto's X25519 deriveBits in Deno 2.9 raises
+ * OperationError for exactly the small-order keys, but this check works on the
+ * 32 bytes alone, so it needs no key pair.
  */
 export function checkX25519PublicKey(publicKey: Uint8Array): void {
+  if (publicKey.length === 32 && !isCanonical(publicKey)) {
+    throw keyError(
+      `The public key is not a canonical X25519 encoding: bit 255 (the top bit of the last byte) is set or the value is 2^255 - 19 or more, which no key pair produces; ${HOW_TO}`,
+      "must be a canonical X25519 public key: top bit of the last byte clear, value below 2^255 - 19",
+    );
+  }
   if (publicKey.length !== 32 || isSmallOrder(publicKey)) {
     throw keyError(
       `The public key is a degenerate X25519 point that no key pair produces; ${HOW_TO}`,

@@ -1,6 +1,6 @@
 /** Inputs a signed-in user could abuse: huge pools, degenerate keys, spoofing names. */
 import assert from "node:assert/strict";
-import { encodePem, PEM_TYPES } from "../../shared/pki/pem.ts";
+import { decodePemBlocks, encodePem, PEM_TYPES } from "../../shared/pki/pem.ts";
 import {
   deviceRequest,
   readProblem,
@@ -51,6 +51,54 @@ Deno.test("nebula-register rejects degenerate X25519 keys", async () => {
     assert.equal(response.status, 400, `key starting ${first}`);
     assert.equal(problem.code, "invalid_public_key", `key starting ${first}`);
   }
+});
+
+Deno.test("nebula-register rejects non-canonical X25519 keys", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser();
+  const project = await harness.createProject(owner);
+  const first = await deviceRequest(project.id);
+  const admitted = await harness.call("nebula-register", "POST", "", {
+    token: owner.token,
+    body: first.body,
+  });
+  assert.equal(admitted.status, 201);
+  await admitted.body?.cancel();
+  const canonical = decodePemBlocks(first.body.publicKey)[0].bytes;
+  const highBit = canonical.slice();
+  highBit[31] |= 0x80;
+  // p + 2 with p = 2^255 - 19: X25519 reads it as u = 2.
+  const aboveP = new Uint8Array(32).fill(0xff);
+  aboveP[0] = 0xef;
+  aboveP[31] = 0x7f;
+  const cases: [string, Uint8Array][] = [
+    ["registered key with bit 255 set", highBit],
+    ["value p + 2", aboveP],
+  ];
+  const devices = () =>
+    harness.db.query(
+      "select id, public_key, host(nebula_ip) as ip from public.user_devices order by id",
+    );
+  const beforeCounts = await rowCounts(harness.db);
+  const beforeDevices = await devices();
+
+  for (const [label, raw] of cases) {
+    const { body } = await deviceRequest(project.id, {
+      publicKey: encodePem(PEM_TYPES.x25519Public, raw),
+    });
+    const response = await harness.call("nebula-register", "POST", "", {
+      token: owner.token,
+      body,
+    });
+    const problem = await readProblem(response);
+
+    assert.equal(response.status, 400, label);
+    assert.equal(problem.code, "invalid_public_key", label);
+    assert.match(problem.detail, /not a canonical X25519 encoding/, label);
+    assert.equal(problem.errors?.[0].field, "publicKey", label);
+  }
+  assert.deepEqual(await rowCounts(harness.db), beforeCounts);
+  assert.deepEqual(await devices(), beforeDevices);
 });
 
 Deno.test("nebula-register rejects text around the key and spoofing names", async () => {

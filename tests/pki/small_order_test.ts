@@ -1,8 +1,10 @@
 /**
  * checkX25519PublicKey() against WebCrypto as the oracle. X25519 deriveBits
  * with a fresh private key fails on exactly the small-order keys, so every
- * rejected value and each of its other encodings must fail there too. Random
- * keys and nebula-cert keys must pass both.
+ * rejected value and each of its other encodings must fail there too. The
+ * check is stricter than WebCrypto on encodings: it also rejects bit 255 set
+ * and values from p = 2^255 - 19 up, which WebCrypto reduces and accepts.
+ * Random canonical keys and nebula-cert keys must pass both.
  */
 import assert from "node:assert/strict";
 import { InvalidInputError } from "../../shared/errors.ts";
@@ -69,24 +71,51 @@ async function webCryptoAccepts(publicKey: Uint8Array): Promise<boolean> {
   }
 }
 
-function checkAccepts(publicKey: Uint8Array): boolean {
+/** Checks whether the bytes are what X25519 writes: a value below p, so bit 255 is clear. */
+function isCanonical(bytes: Uint8Array): boolean {
+  let value = 0n;
+  for (let index = 31; index >= 0; index--) {
+    value = (value << 8n) | BigInt(bytes[index]);
+  }
+  return value < P;
+}
+
+type Verdict = "accepted" | "non-canonical" | "small order";
+
+/** Runs the check and names why it rejected the key, asserting the problem fields. */
+function checkVerdict(publicKey: Uint8Array): Verdict {
   try {
     checkX25519PublicKey(publicKey);
-    return true;
+    return "accepted";
   } catch (error) {
     assert.ok(error instanceof InvalidInputError, String(error));
     assert.equal(error.code, "invalid_public_key");
     assert.equal(error.errors[0].field, "publicKey");
+    if (/not a canonical X25519 encoding/.test(error.detail)) {
+      assert.match(error.errors[0].message, /canonical X25519 public key/);
+      return "non-canonical";
+    }
     assert.equal(error.errors[0].message, "must be a real X25519 public key");
     assert.match(error.detail, /degenerate X25519 point/);
-    return false;
+    return "small order";
   }
+}
+
+function checkAccepts(publicKey: Uint8Array): boolean {
+  return checkVerdict(publicKey) === "accepted";
 }
 
 async function assertAgree(publicKey: Uint8Array, expected: boolean) {
   const label = hex(publicKey);
   assert.equal(await webCryptoAccepts(publicKey), expected, `oracle: ${label}`);
   assert.equal(checkAccepts(publicKey), expected, `check: ${label}`);
+}
+
+/** Asserts that the check rejects a non-canonical encoding that WebCrypto accepts. */
+async function assertStricter(publicKey: Uint8Array) {
+  const label = hex(publicKey);
+  assert.equal(await webCryptoAccepts(publicKey), true, `oracle: ${label}`);
+  assert.equal(checkVerdict(publicKey), "non-canonical", `check: ${label}`);
 }
 
 Deno.test("order-8 values double to u = 1", () => {
@@ -102,7 +131,10 @@ Deno.test("checkX25519PublicKey() rejects small-order encodings", async () => {
   let count = 0;
   for (const value of SMALL_ORDER) {
     for (const bytes of encodings(value)) {
+      const expected = isCanonical(bytes) ? "small order" : "non-canonical";
+
       await assertAgree(bytes, false);
+      assert.equal(checkVerdict(bytes), expected, hex(bytes));
       count++;
     }
   }
@@ -117,14 +149,22 @@ Deno.test("checkX25519PublicKey() accepts small-order neighbours", async () => {
       // Wrap into [0, p) and skip neighbours that are small-order themselves.
       const wrapped = ((neighbour % P) + P) % P;
       if (SMALL_ORDER.includes(wrapped)) continue;
-      for (const bytes of encodings(wrapped)) await assertAgree(bytes, true);
+      for (const bytes of encodings(wrapped)) {
+        if (isCanonical(bytes)) await assertAgree(bytes, true);
+        else await assertStricter(bytes);
+      }
     }
   }
 });
 
 Deno.test("checkX25519PublicKey() accepts random keys", async () => {
   for (let index = 0; index < 2000; index++) {
-    await assertAgree(crypto.getRandomValues(new Uint8Array(32)), true);
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    // A random 255-bit value is at least p with probability below 2^-250.
+    bytes[31] &= 0x7f;
+    await assertAgree(bytes, true);
+    bytes[31] |= 0x80;
+    await assertStricter(bytes);
   }
   for (let index = 0; index < 100; index++) {
     await assertAgree((await generateX25519KeyPair()).publicKey, true);
@@ -134,7 +174,8 @@ Deno.test("checkX25519PublicKey() accepts random keys", async () => {
 Deno.test("checkX25519PublicKey() accepts nebula-cert keygen keys", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vidsync-small-order-" });
   try {
-    for (let index = 0; index < 10; index++) {
+    // Enough keys that a check tripping on one key in a hundred would fail.
+    for (let index = 0; index < 300; index++) {
       await nebulaCert([
         "keygen",
         "-out-key",
@@ -146,6 +187,42 @@ Deno.test("checkX25519PublicKey() accepts nebula-cert keygen keys", async () => 
         await Deno.readTextFile(`${dir}/${index}.pub`),
       );
       await assertAgree(publicKey, true);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkX25519PublicKey() rejects values from p + 2 up", async () => {
+  // p and p + 1 read as 0 and 1, so the small-order test covers them.
+  const values = [P + 2n, P + 3n, P + 18n, (1n << 255n) - 1n];
+  for (const value of values) {
+    await assertStricter(encode(value));
+  }
+});
+
+Deno.test("checkX25519PublicKey() accepts p - 2", async () => {
+  // p - 1 is small order, so p - 2 is the largest value the check accepts.
+  await assertAgree(encode(P - 2n), true);
+});
+
+Deno.test("checkX25519PublicKey() rejects nebula-cert keys with bit 255", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vidsync-small-order-" });
+  try {
+    for (let index = 0; index < 5; index++) {
+      await nebulaCert([
+        "keygen",
+        "-out-key",
+        `${dir}/${index}.key`,
+        "-out-pub",
+        `${dir}/${index}.pub`,
+      ]);
+      const publicKey = parseDevicePublicKey(
+        await Deno.readTextFile(`${dir}/${index}.pub`),
+      ).slice();
+      publicKey[31] |= 0x80;
+
+      await assertStricter(publicKey);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

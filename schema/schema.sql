@@ -541,6 +541,30 @@ $$;
 COMMENT ON FUNCTION public.get_nebula_ip_pool_usage(p_project_id uuid, p_now timestamp with time zone) IS 'Counts a project''s pool rows: total, allocated, quarantined and free at p_now.';
 
 --
+-- Name: is_nebula_public_key_revoked(uuid, bytea); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select exists (
+    select 1
+    from public.nebula_certificates c
+    where c.project_id = p_project_id
+      and c.public_key = p_public_key
+      and c.revoked_at is not null
+      and c.revocation_reason <> all (public.nebula_lifecycle_revocation_reasons())
+  )
+$$;
+
+--
+-- Name: FUNCTION is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea) IS 'True when a certificate for this public key was revoked through nebula-revoke in the project, expired or not.';
+
+--
 -- Name: is_project_admin(uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -633,6 +657,23 @@ begin
   return new;
 end
 $$;
+
+--
+-- Name: nebula_lifecycle_revocation_reasons(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.nebula_lifecycle_revocation_reasons() RETURNS text[]
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select array['key_changed', 'released', 'reclaimed']
+$$;
+
+--
+-- Name: FUNCTION nebula_lifecycle_revocation_reasons(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.nebula_lifecycle_revocation_reasons() IS 'Revocation reasons the product writes itself (key change, release, reclaim); revocations with any other reason were requested through nebula-revoke.';
 
 --
 -- Name: populate_nebula_ip_pool(uuid, cidr, inet[]); Type: FUNCTION; Schema: public; Owner: -
@@ -872,6 +913,7 @@ declare
   v_lighthouse_ip inet;
   v_cas jsonb;
   v_key record;
+  v_newest record;
 begin
   select p.id, p.name, p.cidr,
     extract(epoch from p.host_cert_lifetime)::float8 as host_cert_lifetime_seconds
@@ -914,6 +956,29 @@ begin
     raise exception 'device % is registered with the other lighthouse role', p_device_id
       using errcode = 'VS204',
         detail = case when v_device.is_lighthouse then 'lighthouse' else 'device' end;
+  end if;
+
+  -- Like nebula-renew: a device whose newest certificate was revoked on
+  -- request stays out until it is released.
+  if not v_created then
+    select c.fingerprint, c.revoked_at, c.revocation_reason into v_newest
+    from public.nebula_certificates c
+    where c.project_id = p_project_id and c.device_id = p_device_id
+    order by c.not_before desc, c.created_at desc
+    limit 1;
+    if v_newest.revoked_at is not null
+      and v_newest.revocation_reason <> all (public.nebula_lifecycle_revocation_reasons())
+    then
+      raise exception 'certificate % of device % is revoked', v_newest.fingerprint, p_device_id
+        using errcode = 'VS208', detail = 'device',
+          hint = 'Release the device, then register it with a new key pair.';
+    end if;
+  end if;
+
+  if public.is_nebula_public_key_revoked(p_project_id, p_public_key) then
+    raise exception 'a certificate for this public key was revoked in project %', p_project_id
+      using errcode = 'VS208', detail = 'public_key',
+        hint = 'Generate a new key pair on the device.';
   end if;
 
   -- Two machines with one key (a cloned disk) would be one Nebula peer.
@@ -997,7 +1062,7 @@ $$;
 -- Name: FUNCTION register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone) IS 'First half of a registration: role check, device claim, key checks, address; returns the project''s CAs, the sealed signing key, lighthouses and blocklist. Raises VS201-VS206, VS001, VS003.';
+COMMENT ON FUNCTION public.register_nebula_device(p_project_id uuid, p_device_id uuid, p_user_id uuid, p_name text, p_public_key bytea, p_lighthouse boolean, p_lighthouse_ip inet, p_now timestamp with time zone) IS 'First half of a registration: role check, device claim, key checks, address; returns the project''s CAs, the sealed signing key, lighthouses and blocklist. Raises VS201-VS206, VS208, VS001, VS003.';
 
 --
 -- Name: release_nebula_ip_by_device(uuid, uuid, timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
@@ -2183,6 +2248,13 @@ REVOKE ALL ON FUNCTION public.get_nebula_ip_pool_usage(p_project_id uuid, p_now 
 GRANT ALL ON FUNCTION public.get_nebula_ip_pool_usage(p_project_id uuid, p_now timestamp with time zone) TO service_role;
 
 --
+-- Name: FUNCTION is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea) TO service_role;
+
+--
 -- Name: FUNCTION list_nebula_ip_allocations(p_project_id uuid); Type: ACL; Schema: public; Owner: -
 --
 
@@ -2194,6 +2266,13 @@ GRANT ALL ON FUNCTION public.list_nebula_ip_allocations(p_project_id uuid) TO se
 --
 
 REVOKE ALL ON FUNCTION public.nebula_ip_allocations_guard() FROM PUBLIC;
+
+--
+-- Name: FUNCTION nebula_lifecycle_revocation_reasons(); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.nebula_lifecycle_revocation_reasons() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.nebula_lifecycle_revocation_reasons() TO service_role;
 
 --
 -- Name: FUNCTION populate_nebula_ip_pool(p_project_id uuid, p_cidr cidr, p_reserved inet[]); Type: ACL; Schema: public; Owner: -

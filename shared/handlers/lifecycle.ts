@@ -20,6 +20,7 @@ import {
 } from "../lifecycle/reclaim.ts";
 import { renewDeviceCertificate } from "../lifecycle/renew.ts";
 import {
+  LIFECYCLE_REVOCATION_REASONS,
   revokeCertificate,
   revokeDeviceCertificates,
 } from "../lifecycle/revoke.ts";
@@ -65,7 +66,12 @@ const RevokeBody = z.strictObject({
   fingerprint: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex digits")
     .transform((value) => value.toLowerCase()).optional(),
   deviceId: uuid.optional(),
-  reason: displayText(200).optional(),
+  reason: displayText(200).refine(
+    (reason) => !LIFECYCLE_REVOCATION_REASONS.includes(reason),
+    `must not be one of ${
+      LIFECYCLE_REVOCATION_REASONS.join(", ")
+    }, which the service records for its own revocations`,
+  ).optional(),
 }).refine(
   (body) => (body.fingerprint === undefined) !== (body.deviceId === undefined),
   {

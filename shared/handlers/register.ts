@@ -110,6 +110,13 @@ function registrationProblem(error: unknown, input: RegisterInput): unknown {
         "No free lighthouse of this project matches; name a lighthouse address of the project, or release the device holding it",
         "no_free_lighthouse",
       );
+    case "VS208":
+      return new ForbiddenError(
+        detail === "device"
+          ? `Device ${input.deviceId} has a revoked certificate; release the device (its owner or a project owner or admin can), then register it with a new key pair`
+          : "A certificate for this public key was revoked in this project, so the key may not join it again; generate a new key pair on this machine",
+        "certificate_revoked",
+      );
     case "VS207":
       return new ConflictError(
         "The certificate for this request was revoked this second; retry in one second",

@@ -154,6 +154,27 @@ async function assertKeyUnused(
   }
 }
 
+/**
+ * Rejects a key that has a certificate revoked through nebula-revoke in the
+ * project, on this device or another, as registration does.
+ */
+async function assertKeyNotRevoked(
+  db: Db,
+  input: RenewalInput,
+  key: Uint8Array,
+) {
+  const [revoked] = await db.query<{ revoked: boolean }>(
+    "select public.is_nebula_public_key_revoked($1, $2::bytea) as revoked",
+    [input.projectId, key],
+  );
+  if (revoked.revoked) {
+    throw new ForbiddenError(
+      "A certificate for publicKey was revoked in this project, so the key may not join it again; generate a new key pair",
+      "certificate_revoked",
+    );
+  }
+}
+
 function signingCa(cas: ProjectCa[], now: Date): ProjectCa {
   // The CA that stays valid longest, so the certificate can last longest.
   const usable = cas.filter((ca) => ca.notBefore <= now && ca.notAfter > now);
@@ -212,6 +233,7 @@ async function signForDevice(
   const device = await lockDevice(tx, input);
   const previous = await latestCertificate(tx, input);
   const publicKey = input.publicKey ?? previous.public_key;
+  await assertKeyNotRevoked(tx, input, publicKey);
   if (!bytesEqual(publicKey, previous.public_key)) {
     await assertKeyUnused(tx, input, publicKey, now);
   }

@@ -5,6 +5,17 @@ import { appendAuditEvent, type AuditContext } from "../audit/mod.ts";
 
 const FINGERPRINT = /^[0-9a-fA-F]{64}$/;
 
+/**
+ * Revocation reasons the product writes itself, listed by
+ * public.nebula_lifecycle_revocation_reasons(). Registration ignores
+ * certificates revoked for these reasons, so a revoke request may not use them.
+ */
+export const LIFECYCLE_REVOCATION_REASONS: readonly string[] = [
+  "key_changed",
+  "released",
+  "reclaimed",
+];
+
 export interface RevokedCertificate {
   fingerprint: string;
   deviceId: string;

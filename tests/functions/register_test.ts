@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { decodeBase64, toHex } from "../../shared/pki/base64.ts";
+import { parseDevicePublicKey } from "../../shared/pki/keys.ts";
 import {
   deviceRequest,
   type Harness,
@@ -656,23 +657,213 @@ Deno.test("registering again in the second of a revocation is refused", async ()
   await using harness = await startHarness();
   const owner = await harness.createUser("owner");
   const project = await harness.createProject(owner);
-  // A frozen clock: equal inputs sign to equal bytes, so the second
-  // registration makes the certificate that was just revoked.
+  // A frozen clock: equal inputs sign to equal bytes, so switching back to
+  // the first key makes the certificate that the key change just revoked.
   harness.setNow(new Date(Math.floor(Date.now() / 1000) * 1000));
   const { body } = await deviceRequest(project.id);
   const first = await register(harness, owner, body);
   assert.equal(first.status, 201);
-  const fingerprint = first.headers.get("x-nebula-fingerprint");
-  const revoke = await harness.call("nebula-revoke", "POST", "", {
-    token: owner.token,
-    body: { projectId: project.id, fingerprint },
-  });
-  assert.equal(revoke.status, 200);
+  const newKey = (await deviceRequest(project.id)).body.publicKey;
+  const second = await register(harness, owner, { ...body, publicKey: newKey });
+  assert.equal(second.status, 200);
   const before = await rowCounts(harness.db);
 
   const response = await register(harness, owner, body);
 
   assert.equal(response.status, 409);
   assert.equal((await readProblem(response)).code, "retry_later");
+  assert.deepEqual(await rowCounts(harness.db), before);
+});
+
+/** Creates a project with an owner and a member, and revokes the member's device. */
+async function revokedMemberDevice(harness: Harness) {
+  const owner = await harness.createUser("owner");
+  const member = await harness.createUser("member");
+  const project = await harness.createProject(owner);
+  const added = await harness.call(
+    "nebula-project",
+    "POST",
+    `/${project.id}/members`,
+    { token: owner.token, body: { userId: member.id, role: "member" } },
+  );
+  assert.ok(added.ok, await added.text());
+  const { body } = await deviceRequest(project.id);
+  const registered = await register(harness, member, body);
+  assert.equal(registered.status, 201);
+  const first = await registered.json();
+  const revoke = await harness.call("nebula-revoke", "POST", "", {
+    token: owner.token,
+    body: { projectId: project.id, deviceId: body.deviceId, reason: "stolen" },
+  });
+  assert.equal(revoke.status, 200);
+  // Past the second of the revocation, so nothing signs to revoked bytes.
+  harness.setNow(new Date(Date.now() + 2000));
+  return { owner, member, project, body, first };
+}
+
+async function refusalCount(harness: Harness, deviceId: string) {
+  const [row] = await harness.db.query<{ count: number }>(
+    `select count(*)::int as count from public.audit_log
+     where action = 'device.register' and target_id = $1
+       and outcome = 'refused' and error_code = 'certificate_revoked'`,
+    [deviceId],
+  );
+  return row.count;
+}
+
+Deno.test("register refuses a device revoked by an admin", async () => {
+  await using harness = await startHarness();
+  const { member, project, body, first } = await revokedMemberDevice(harness);
+  const before = await rowCounts(harness.db);
+  const newKey = (await deviceRequest(project.id)).body.publicKey;
+
+  const sameKey = await register(harness, member, body);
+  const otherKey = await register(harness, member, {
+    ...body,
+    publicKey: newKey,
+  });
+
+  assert.equal(sameKey.status, 403);
+  assert.equal((await readProblem(sameKey)).code, "certificate_revoked");
+  assert.equal(otherKey.status, 403);
+  const otherKeyProblem = await readProblem(otherKey);
+  assert.equal(otherKeyProblem.code, "certificate_revoked");
+  assert.match(otherKeyProblem.detail, /release the device/);
+  assert.deepEqual(await rowCounts(harness.db), before);
+  assert.equal(await refusalCount(harness, body.deviceId), 2);
+  const [device] = await harness.db.query<{ ip: string; key_changed: boolean }>(
+    `select host(nebula_ip) as ip, public_key <> $3::bytea as key_changed
+     from public.user_devices where project_id = $1 and id = $2`,
+    [project.id, body.deviceId, parseDevicePublicKey(body.publicKey)],
+  );
+  assert.equal(device.ip, first.ip);
+  assert.equal(device.key_changed, false, "the stored key is unchanged");
+});
+
+Deno.test("register refuses a revoked key under a new device id", async () => {
+  await using harness = await startHarness();
+  const { owner, member, body } = await revokedMemberDevice(harness);
+  const before = await rowCounts(harness.db);
+  const newDevice = { ...body, deviceId: crypto.randomUUID() };
+
+  const byMember = await register(harness, member, newDevice);
+  const byOwner = await register(harness, owner, {
+    ...newDevice,
+    deviceId: crypto.randomUUID(),
+  });
+
+  assert.equal(byMember.status, 403);
+  assert.equal((await readProblem(byMember)).code, "certificate_revoked");
+  assert.equal(byOwner.status, 403);
+  assert.equal((await readProblem(byOwner)).code, "certificate_revoked");
+  assert.deepEqual(await rowCounts(harness.db), before);
+  assert.equal(await refusalCount(harness, newDevice.deviceId), 1);
+});
+
+Deno.test("revoked device rejoins after release with new key", async () => {
+  await using harness = await startHarness();
+  const { member, project, body, first } = await revokedMemberDevice(harness);
+  // The device's owner is a plain member, and may release it.
+  const release = await harness.call(
+    "nebula-release",
+    "POST",
+    `/${body.deviceId}?projectId=${project.id}`,
+    { token: member.token },
+  );
+  assert.equal(release.status, 200);
+
+  const sameKey = await register(harness, member, body);
+  const newKey = (await deviceRequest(project.id)).body.publicKey;
+  const rejoined = await register(harness, member, {
+    ...body,
+    publicKey: newKey,
+  });
+
+  assert.equal(sameKey.status, 403, "the revoked key stays out");
+  assert.equal((await readProblem(sameKey)).code, "certificate_revoked");
+  assert.equal(rejoined.status, 201);
+  const rejoinedBody = await rejoined.json();
+  assert.notEqual(rejoinedBody.ip, first.ip, "the old address is quarantined");
+  assert.notEqual(
+    rejoinedBody.certificate.fingerprint,
+    first.certificate.fingerprint,
+  );
+});
+
+Deno.test("released device registers again with its key", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  assert.equal((await register(harness, owner, body)).status, 201);
+  const release = await harness.call(
+    "nebula-release",
+    "POST",
+    `/${body.deviceId}?projectId=${project.id}`,
+    { token: owner.token },
+  );
+  assert.equal(release.status, 200);
+  harness.setNow(new Date(Date.now() + 2000));
+
+  const again = await register(harness, owner, body);
+
+  assert.equal(again.status, 201, "a release is no revocation of the key");
+});
+
+Deno.test("renew refuses a revoked key on another device", async () => {
+  await using harness = await startHarness();
+  const { member, project, body } = await revokedMemberDevice(harness);
+  // Released and registered with a new key, the revoked device no longer
+  // holds the revoked key, so only the revocation keeps it out.
+  const release = await harness.call(
+    "nebula-release",
+    "POST",
+    `/${body.deviceId}?projectId=${project.id}`,
+    { token: member.token },
+  );
+  assert.equal(release.status, 200);
+  const newKey = (await deviceRequest(project.id)).body.publicKey;
+  const rejoined = await register(harness, member, {
+    ...body,
+    publicKey: newKey,
+  });
+  assert.equal(rejoined.status, 201);
+  const other = (await deviceRequest(project.id)).body;
+  assert.equal((await register(harness, member, other)).status, 201);
+  const before = await rowCounts(harness.db);
+
+  const response = await harness.call("nebula-renew", "POST", "", {
+    token: member.token,
+    body: {
+      projectId: project.id,
+      deviceId: other.deviceId,
+      publicKey: body.publicKey,
+    },
+  });
+
+  assert.equal(response.status, 403);
+  assert.equal((await readProblem(response)).code, "certificate_revoked");
+  assert.deepEqual(await rowCounts(harness.db), before);
+});
+
+Deno.test("revoke rejects reasons the service records itself", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  assert.equal((await register(harness, owner, body)).status, 201);
+  const before = await rowCounts(harness.db);
+
+  for (const reason of ["key_changed", "released", "reclaimed"]) {
+    const response = await harness.call("nebula-revoke", "POST", "", {
+      token: owner.token,
+      body: { projectId: project.id, deviceId: body.deviceId, reason },
+    });
+
+    assert.equal(response.status, 400, reason);
+    const problem = await readProblem(response);
+    assert.equal(problem.code, "invalid_input");
+    assert.equal(problem.errors?.[0].field, "reason");
+  }
   assert.deepEqual(await rowCounts(harness.db), before);
 });

@@ -633,6 +633,63 @@ $$;
 COMMENT ON FUNCTION public.list_nebula_ip_allocations(p_project_id uuid) IS 'Lists the current allocations of a project in address order.';
 
 --
+-- Name: lock_free_nebula_lighthouse(uuid, uuid); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid) RETURNS inet
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_ip inet;
+begin
+  -- The device's own lighthouse first, then the lowest free one. SKIP
+  -- LOCKED passes rows that concurrent registrations are taking. A row that
+  -- one of them took and committed after this statement's snapshot stays
+  -- locked by this transaction although the scan passes it. When the scan
+  -- finds nothing, the block rolls back to release those locks: the waiting
+  -- scan below could otherwise wait for a registration that waits for one.
+  begin
+    select l.ip into v_ip
+    from public.nebula_lighthouses l
+    where l.project_id = p_project_id
+      and (l.device_id is null or l.device_id = p_device_id)
+    order by l.device_id is null, l.ip
+    limit 1
+    for update skip locked;
+
+    if found then
+      return v_ip;
+    end if;
+    -- Caught right below; it never reaches a caller.
+    raise exception 'no unlocked free lighthouse' using errcode = 'VS011';
+  exception when sqlstate 'VS011' then
+    v_ip := null;
+  end;
+
+  -- Every matching row is locked, but a registration holding one may still
+  -- roll back. This scan waits for each holder in address order. In READ
+  -- COMMITTED, a row that the holder took is then re-checked and passed, so
+  -- the result is null only when no lighthouse is free.
+  select l.ip into v_ip
+  from public.nebula_lighthouses l
+  where l.project_id = p_project_id
+    and (l.device_id is null or l.device_id = p_device_id)
+  order by l.device_id is null, l.ip
+  limit 1
+  for update;
+
+  return v_ip;
+end
+$$;
+
+--
+-- Name: FUNCTION lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid) IS 'Locks and returns the device''s own lighthouse address or the lowest free one, passing rows that concurrent registrations hold while another is free; null when none is free.';
+
+--
 -- Name: nebula_ip_allocations_guard(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1001,15 +1058,20 @@ begin
   set public_key = p_public_key, name = p_name, updated_at = p_now
   where d.project_id = p_project_id and d.id = p_device_id;
 
-  if p_lighthouse then
+  if p_lighthouse and p_lighthouse_ip is not null then
+    -- A named lighthouse: assign_nebula_lighthouse_ip waits for a
+    -- registration that is taking it, then raises VS006 if it committed.
     select l.ip into v_lighthouse_ip
     from public.nebula_lighthouses l
     where l.project_id = p_project_id
       and (l.device_id is null or l.device_id = p_device_id)
-      and (p_lighthouse_ip is null or host(l.ip) = host(p_lighthouse_ip))
-    order by l.device_id is null, l.ip
-    limit 1;
-    if not found then
+      and host(l.ip) = host(p_lighthouse_ip);
+  elsif p_lighthouse then
+    v_lighthouse_ip := public.lock_free_nebula_lighthouse(p_project_id, p_device_id);
+  end if;
+
+  if p_lighthouse then
+    if v_lighthouse_ip is null then
       raise exception 'no free lighthouse of project % matches', p_project_id
         using errcode = 'VS206';
     end if;
@@ -2260,6 +2322,13 @@ GRANT ALL ON FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_p
 
 REVOKE ALL ON FUNCTION public.list_nebula_ip_allocations(p_project_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.list_nebula_ip_allocations(p_project_id uuid) TO service_role;
+
+--
+-- Name: FUNCTION lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid) TO service_role;
 
 --
 -- Name: FUNCTION nebula_ip_allocations_guard(); Type: ACL; Schema: public; Owner: -

@@ -867,3 +867,45 @@ Deno.test("revoke rejects reasons the service records itself", async () => {
   }
   assert.deepEqual(await rowCounts(harness.db), before);
 });
+
+Deno.test("six lighthouse registrations share three lighthouses", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner, {
+    lighthouses: ["10.42.0.1", "10.42.0.2", "10.42.0.3"].map((ip, index) => ({
+      ip,
+      endpoints: [`198.51.100.${10 + index}:4242`],
+    })),
+  });
+  await harness.db.query(
+    `insert into public.rate_limit_policies
+       (project_id, scope, endpoint, capacity, refill_per_second)
+     values ($1, 'user', '*', 1000, 100), ($1, 'ip', '*', 1000, 100)`,
+    [project.id],
+  );
+  const bodies = await Promise.all(
+    Array.from(
+      { length: 6 },
+      async () => (await deviceRequest(project.id, { lighthouse: true })).body,
+    ),
+  );
+
+  const responses = await Promise.all(
+    bodies.map((body) => register(harness, owner, body)),
+  );
+
+  const admitted = responses.filter((response) => response.status === 201);
+  const addresses = await Promise.all(
+    admitted.map(async (response) => (await response.json()).ip),
+  );
+  assert.deepEqual(addresses.sort(), ["10.42.0.1", "10.42.0.2", "10.42.0.3"]);
+  const refused = responses.filter((response) => response.status !== 201);
+  const codes = await Promise.all(
+    refused.map(async (response) => (await readProblem(response)).code),
+  );
+  assert.deepEqual(codes, [
+    "no_free_lighthouse",
+    "no_free_lighthouse",
+    "no_free_lighthouse",
+  ]);
+});

@@ -56,21 +56,57 @@ begin
 
   -- The CTE runs once and marks exactly one row taken in this statement;
   -- SKIP LOCKED lets concurrent allocators pass rows that others are taking.
-  with candidate as (
-    select p.ip
-    from public.nebula_ip_pool p
-    where p.project_id = p_project_id
-      and p.device_id is null
-      and (p.quarantined_until is null or p.quarantined_until <= p_now)
-    order by p.ip
-    limit 1
-    for update skip locked
-  )
-  update public.nebula_ip_pool p
-  set device_id = p_device_id, allocated_at = p_now, quarantined_until = null
-  from candidate c
-  where p.project_id = p_project_id and p.ip = c.ip
-  returning p.ip into v_ip;
+  -- A row that another allocator took and committed after this statement's
+  -- snapshot stays locked by this transaction although the scan passes it.
+  -- When the scan finds nothing, the block rolls back to release those
+  -- locks: the waiting scan below could otherwise wait for an allocator
+  -- that waits for one of them.
+  begin
+    with candidate as (
+      select p.ip
+      from public.nebula_ip_pool p
+      where p.project_id = p_project_id
+        and p.device_id is null
+        and (p.quarantined_until is null or p.quarantined_until <= p_now)
+      order by p.ip
+      limit 1
+      for update skip locked
+    )
+    update public.nebula_ip_pool p
+    set device_id = p_device_id, allocated_at = p_now, quarantined_until = null
+    from candidate c
+    where p.project_id = p_project_id and p.ip = c.ip
+    returning p.ip into v_ip;
+
+    if v_ip is null then
+      -- Caught right below; it never reaches a caller.
+      raise exception 'no unlocked free row' using errcode = 'VS011';
+    end if;
+  exception when sqlstate 'VS011' then
+    v_ip := null;
+  end;
+
+  -- Every free row is locked, but an allocation holding one may still roll
+  -- back. This scan waits for each holder in address order. In READ
+  -- COMMITTED, a row that the holder took is then re-checked and passed, so
+  -- nothing is found only when no free row remains.
+  if v_ip is null then
+    with candidate as (
+      select p.ip
+      from public.nebula_ip_pool p
+      where p.project_id = p_project_id
+        and p.device_id is null
+        and (p.quarantined_until is null or p.quarantined_until <= p_now)
+      order by p.ip
+      limit 1
+      for update
+    )
+    update public.nebula_ip_pool p
+    set device_id = p_device_id, allocated_at = p_now, quarantined_until = null
+    from candidate c
+    where p.project_id = p_project_id and p.ip = c.ip
+    returning p.ip into v_ip;
+  end if;
 
   if v_ip is null then
     select * into v_usage from public.get_nebula_ip_pool_usage(p_project_id, p_now);
@@ -99,7 +135,7 @@ $$;
 -- Name: FUNCTION allocate_nebula_ip(p_project_id uuid, p_device_id uuid, p_allocated_by uuid, p_now timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.allocate_nebula_ip(p_project_id uuid, p_device_id uuid, p_allocated_by uuid, p_now timestamp with time zone) IS 'Returns the device''s address, allocating the lowest free one if it has none; raises VS001 when the pool is exhausted.';
+COMMENT ON FUNCTION public.allocate_nebula_ip(p_project_id uuid, p_device_id uuid, p_allocated_by uuid, p_now timestamp with time zone) IS 'Returns the device''s address, allocating the lowest free one if it has none; raises VS001 only when no free row remains, after waiting for allocations that hold the last ones.';
 
 SET default_tablespace = '';
 

@@ -5,11 +5,17 @@
  * events is fixed.
  */
 import assert from "node:assert/strict";
+import { allocateIp } from "../../shared/allocator/mod.ts";
 import { sqlState } from "../../shared/db/errors.ts";
 import type { Db } from "../../shared/db/port.ts";
+import { PoolExhaustedError } from "../../shared/errors.ts";
 import { holdTransaction, waitForLockWait } from "../support/locks.ts";
-import { createTestDatabase } from "../support/db.ts";
-import { createPoolProject, type PoolProject } from "./fixtures.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import {
+  createDevices,
+  createPoolProject,
+  type PoolProject,
+} from "./fixtures.ts";
 
 const LIGHTHOUSES = ["10.44.0.1", "10.44.0.2", "10.44.0.3"];
 
@@ -34,6 +40,65 @@ async function registerLighthouse(
   );
   return row.ip;
 }
+
+/** Calls allocate_nebula_ip in `tx`; a lock wait over 5 s fails instead of hanging. */
+async function allocate(tx: Db, project: PoolProject, deviceId: string) {
+  await tx.query("set local lock_timeout = '5s'");
+  return (await allocateIp(tx, {
+    projectId: project.projectId,
+    deviceId,
+    allocatedBy: null,
+  })).ip;
+}
+
+/**
+ * Sets up a /29 with one lighthouse (five pool addresses), allocates four,
+ * and holds the fifth in an open transaction.
+ */
+async function holdLastFreeAddress(database: TestDatabase) {
+  const project = await createPoolProject(database.db, "10.45.0.0/29", [
+    "10.45.0.1",
+  ]);
+  const devices = await createDevices(database.db, project, 6);
+  for (const deviceId of devices.slice(0, 4)) {
+    await database.db.transaction((tx) => allocate(tx, project, deviceId));
+  }
+  const holder = holdTransaction(
+    database.connect({ max: 1 }),
+    (tx) => allocate(tx, project, devices[4]),
+  );
+  assert.equal(await holder.ready, "10.45.0.6");
+
+  const waiting = database.connect({ max: 1 }).transaction((tx) =>
+    allocate(tx, project, devices[5])
+  );
+  // Settled either way, so an early rejection is read below, not reported as unhandled.
+  const outcome = waiting.then((ip) => ip, (error: unknown) => error);
+  await waitForLockWait(database.db, "allocate_nebula_ip");
+  return { holder, outcome };
+}
+
+Deno.test("allocate_nebula_ip() takes a held address that rolls back", async () => {
+  await using database = await createTestDatabase();
+  const { holder, outcome } = await holdLastFreeAddress(database);
+
+  await holder.rollBack();
+
+  assert.equal(await outcome, "10.45.0.6");
+});
+
+Deno.test("allocate_nebula_ip() raises VS001 once the held address commits", async () => {
+  await using database = await createTestDatabase();
+  const { holder, outcome } = await holdLastFreeAddress(database);
+
+  await holder.commit();
+
+  const error = await outcome;
+  assert.ok(error instanceof PoolExhaustedError, String(error));
+  const pool = error.extensions.pool as Record<string, number>;
+  assert.equal(pool.free, 0);
+  assert.equal(pool.allocated, 5);
+});
 
 Deno.test("register_nebula_device() passes a lighthouse being taken", async () => {
   await using database = await createTestDatabase();

@@ -1226,8 +1226,11 @@ begin
   set nebula_ip = null, is_lighthouse = false, updated_at = p_now
   where d.project_id = p_project_id and d.id = p_device_id;
 
+  -- p_now may be earlier than the allocation when the caller read its clock
+  -- before a registration that locked the device first had committed, or on
+  -- another machine with a clock behind this one.
   update public.nebula_ip_allocations a
-  set released_at = p_now
+  set released_at = greatest(p_now, a.allocated_at)
   where a.project_id = p_project_id
     and a.device_id = p_device_id
     and a.released_at is null;

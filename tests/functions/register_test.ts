@@ -909,3 +909,35 @@ Deno.test("six lighthouse registrations share three lighthouses", async () => {
     "no_free_lighthouse",
   ]);
 });
+
+Deno.test("release timed before the allocation succeeds", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const releaseTime = new Date(Math.floor(Date.now() / 1000) * 1000);
+  // A registration that locked the device first and stamped a later time.
+  harness.setNow(new Date(releaseTime.getTime() + 5000));
+  assert.equal((await register(harness, owner, body)).status, 201);
+  harness.setNow(releaseTime);
+
+  const release = await harness.call(
+    "nebula-release",
+    "POST",
+    `/${body.deviceId}?projectId=${project.id}`,
+    { token: owner.token },
+  );
+
+  assert.equal(release.status, 200, await release.clone().text());
+  const [allocation] = await harness.db.query<
+    { allocated_at: Date; released_at: Date | null }
+  >(
+    `select allocated_at, released_at from public.nebula_ip_allocations
+     where project_id = $1 and device_id = $2`,
+    [project.id, body.deviceId],
+  );
+  assert.equal(
+    allocation.released_at?.getTime(),
+    allocation.allocated_at.getTime(),
+  );
+});

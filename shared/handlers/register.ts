@@ -7,7 +7,12 @@ import { z } from "zod";
 import { auditCall } from "../audit/mod.ts";
 import type { Db } from "../db/port.ts";
 import { sqlState, violatedConstraint } from "../db/errors.ts";
-import { ConflictError, ForbiddenError, NotFoundError } from "../errors.ts";
+import {
+  ConflictError,
+  ForbiddenError,
+  InvalidInputError,
+  NotFoundError,
+} from "../errors.ts";
 import { json, type RequestContext, type Route } from "../http/serve.ts";
 import {
   displayText,
@@ -76,6 +81,31 @@ function registrationProblem(error: unknown, input: RegisterInput): unknown {
       return new NotFoundError(
         `Project ${input.projectId} not found`,
         "project_not_found",
+      );
+    case "VS005":
+      return new InvalidInputError(
+        `Project ${input.projectId} has no lighthouse at ${input.lighthouseIp}; pick one of the lighthouse addresses that GET nebula-project lists`,
+        [{
+          field: "lighthouseIp",
+          message: "is not a lighthouse address of the project",
+        }],
+        "lighthouse_not_found",
+      );
+    case "VS006":
+      return new ConflictError(
+        `Lighthouse ${
+          input.lighthouseIp ?? "address"
+        } was taken by another device; release that device first, or omit lighthouseIp to take any free lighthouse`,
+        "lighthouse_taken",
+      );
+    case "VS007":
+      return new ConflictError(
+        `Device ${input.deviceId} already has another address; to move it to ${
+          input.lighthouseIp
+            ? `lighthouse ${input.lighthouseIp}`
+            : "another lighthouse"
+        }, release the device first (POST nebula-release/${input.deviceId}), then register it again`,
+        "device_has_address",
       );
     case "VS201":
       return new ForbiddenError(

@@ -941,3 +941,33 @@ Deno.test("release timed before the allocation succeeds", async () => {
     allocation.allocated_at.getTime(),
   );
 });
+
+Deno.test("lighthouse moving to another address is 409", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner, {
+    lighthouses: ["10.42.0.1", "10.42.0.2"].map((ip) => ({
+      ip,
+      endpoints: ["198.51.100.10:4242"],
+    })),
+  });
+  const { body } = await deviceRequest(project.id, {
+    lighthouse: true,
+    lighthouseIp: "10.42.0.1",
+  });
+  assert.equal((await register(harness, owner, body)).status, 201);
+  const before = await rowCounts(harness.db);
+
+  const response = await register(harness, owner, {
+    ...body,
+    lighthouseIp: "10.42.0.2",
+  });
+
+  assert.equal(response.status, 409);
+  const problem = await readProblem(response);
+  assert.equal(problem.code, "device_has_address");
+  assert.match(problem.detail, /release the device first/);
+  assert.match(problem.detail, /lighthouse 10\.42\.0\.2/);
+  assert.doesNotMatch(problem.detail, /\/24/, "no raw SQL message");
+  assert.deepEqual(await rowCounts(harness.db), before);
+});

@@ -40,6 +40,81 @@ export interface OverlayFigures {
   /** overlayMbps / plainMbps. */
   ratio: number;
   nebulaMtu: number;
+  /** listen.read_buffer of the generated nebula.yml, bytes; null when unset. */
+  nebulaReadBuffer: number | null;
+  /** CPU use during the timed runs. */
+  cpu: OverlayCpu;
+}
+
+/** CPU use over the timed iperf3 runs, in cores (1 = one core fully busy). */
+export interface OverlayCpu {
+  cores: number;
+  /** Receiving nebula daemon (namespace a), during the overlay runs. */
+  receiverCores: number;
+  /** Sending nebula daemon (namespace b), during the overlay runs. */
+  senderCores: number;
+  /** Whole machine, during the overlay runs. */
+  machineCoresOverlay: number;
+  /** Whole machine, during the plain runs. */
+  machineCoresPlain: number;
+}
+
+/** Clock ticks per second of /proc times (USER_HZ), 100 on Linux. */
+const USER_HZ = 100;
+
+/** Returns the user and system CPU ticks a process has used so far. */
+async function processTicks(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the command name, which may hold spaces, start at field 3.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Returns the machine's busy and total CPU ticks, over all cores, from /proc/stat. */
+async function machineTicks(): Promise<{ busy: number; total: number }> {
+  const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0];
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = ticks.reduce((sum, value) => sum + value, 0);
+  const idle = ticks[3] + ticks[4];
+  return { busy: total - idle, total };
+}
+
+/** Sums the CPU ticks of the machine and of `pids` over the runs passed to `measure`. */
+class CpuMeter {
+  machineBusy = 0;
+  machineTotal = 0;
+  /** Ticks per pid, in the order of `pids`. */
+  processes: number[];
+
+  constructor(private readonly pids: number[]) {
+    this.processes = pids.map(() => 0);
+  }
+
+  async measure<T>(run: () => Promise<T>): Promise<T> {
+    const before = await this.sample();
+    const result = await run();
+    const after = await this.sample();
+    this.machineBusy += after.machine.busy - before.machine.busy;
+    this.machineTotal += after.machine.total - before.machine.total;
+    after.processes.forEach((ticks, index) => {
+      this.processes[index] += ticks - before.processes[index];
+    });
+    return result;
+  }
+
+  /** Busy cores of the machine over the measured runs. */
+  machineCores(cores: number): number {
+    return this.machineTotal === 0
+      ? 0
+      : this.machineBusy / this.machineTotal * cores;
+  }
+
+  private async sample() {
+    const machine = await machineTicks();
+    const processes: number[] = [];
+    for (const pid of this.pids) processes.push(await processTicks(pid));
+    return { machine, processes };
+  }
 }
 
 interface Child {
@@ -308,11 +383,28 @@ export async function benchmarkOverlay(
 
     const plain: number[] = [];
     const overlay: number[] = [];
+    const nebulaPids = [children[0].pid, children[1].pid];
+    const plainMeter = new CpuMeter([]);
+    const overlayMeter = new CpuMeter(nebulaPids);
+    let overlaySeconds = 0;
     for (let index = 0; index < rounds; index++) {
-      plain.push(await iperf(names.b, LINK.a, secondsPerRun));
-      overlay.push(await iperf(names.b, OVERLAY.a, secondsPerRun));
+      plain.push(
+        await plainMeter.measure(() => iperf(names.b, LINK.a, secondsPerRun)),
+      );
+      const started = performance.now();
+      overlay.push(
+        await overlayMeter.measure(() =>
+          iperf(names.b, OVERLAY.a, secondsPerRun)
+        ),
+      );
+      overlaySeconds += (performance.now() - started) / 1000;
     }
+    const cores = navigator.hardwareConcurrency;
 
+    const parsedConfigB = parse(await Deno.readTextFile(configB)) as {
+      tun: { mtu: number };
+      listen: { read_buffer?: number };
+    };
     const plainMbps = median(plain);
     const overlayMbps = median(overlay);
     return {
@@ -322,9 +414,19 @@ export async function benchmarkOverlay(
       plainMbps: round(plainMbps),
       overlayMbps: round(overlayMbps),
       ratio: round(overlayMbps / plainMbps),
-      nebulaMtu: (parse(await Deno.readTextFile(configB)) as {
-        tun: { mtu: number };
-      }).tun.mtu,
+      nebulaMtu: parsedConfigB.tun.mtu,
+      nebulaReadBuffer: parsedConfigB.listen.read_buffer ?? null,
+      cpu: {
+        cores,
+        receiverCores: round(
+          overlayMeter.processes[0] / USER_HZ / overlaySeconds,
+        ),
+        senderCores: round(
+          overlayMeter.processes[1] / USER_HZ / overlaySeconds,
+        ),
+        machineCoresOverlay: round(overlayMeter.machineCores(cores)),
+        machineCoresPlain: round(plainMeter.machineCores(cores)),
+      },
     };
   } finally {
     for (const child of children.reverse()) await child.stop();

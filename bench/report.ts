@@ -1,6 +1,6 @@
 /** Renders docs/BENCHMARKS.md from one run's results. */
 import type { AllocationFigures } from "./allocation.ts";
-import type { OverlayFigures } from "./overlay.ts";
+import type { OverlayCpu, OverlayFigures } from "./overlay.ts";
 import type { RegistrationProfile } from "./profile_registration.ts";
 import type { FloorFigure, RegistrationFigures } from "./registration.ts";
 import type { Results } from "./run.ts";
@@ -379,7 +379,11 @@ Two network namespaces joined by one veth pair, shaped to ${rate} with
 ${o.secondsPerRun} s (first second omitted), ${o.rounds} round(s),
 alternating. Each round measures straight over the link, then through \`nebula\` daemons running
 on the same link with certificates from \`shared/pki\` and the nebula.yml
-from \`shared/config\` (tun MTU ${o.nebulaMtu}).
+from \`shared/config\` (tun MTU ${o.nebulaMtu}, UDP socket buffers ${
+    o.nebulaReadBuffer === null
+      ? "left at the kernel's default"
+      : `of ${o.nebulaReadBuffer / 1024 / 1024} MiB`
+  }).
 
 ${
     table(["path", "median throughput"], [
@@ -393,6 +397,23 @@ overlay reaches 80-95% of the link: ${
     inClaim ? "holds here" : "**does not hold here**"
   }. Both daemons, both iperf3 ends and the shaping share this machine's
 cores; separate hosts were not measured.
+${cpuParagraph(o.cpu, o.nebulaMtu)}`;
+}
+
+function cpuParagraph(cpu: OverlayCpu, mtu: number): string {
+  const busiest = Math.max(cpu.senderCores, cpu.receiverCores);
+  const bound = cpu.machineCoresOverlay / cpu.cores >= 0.9 || busiest >= 0.9
+    ? "CPU bounds the overlay here, not the link"
+    : "CPU alone does not explain the gap";
+  return `
+CPU over the timed runs, from \`/proc\`, in cores (1 is one core fully busy;
+the windows include starting iperf3): during the overlay runs the sending
+nebula daemon used ${cpu.senderCores}, the receiving one ${cpu.receiverCores}
+and the whole machine ${cpu.machineCoresOverlay} of its ${cpu.cores}; during
+the plain runs the machine used ${cpu.machineCoresPlain}. Nebula encrypts or
+decrypts every packet in user space and moves it through a tun device, one
+packet of at most ${mtu} bytes at a time, on one thread per direction with
+the default \`routines: 1\`. So ${bound}.
 `;
 }
 

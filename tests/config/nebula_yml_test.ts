@@ -144,6 +144,20 @@ Deno.test("generateNebulaConfig() listens on the lighthouse's endpoint port", as
   assert.equal(deviceConfig.listen.port, 0, "devices take a random port");
 });
 
+Deno.test("generateNebulaConfig() sets 4 MiB UDP buffers", async () => {
+  const result = await runNebulaTest({
+    device: { ip: "10.60.0.40", prefixLength: 24, isLighthouse: false },
+    lighthouses: [{ ip: "10.60.0.1", endpoints: ["203.0.113.9:4242"] }],
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "buffers");
+  const config = parse(result.config);
+
+  assert.ok(result.success, result.output);
+  assert.equal(config.listen.read_buffer, 4 * 1024 * 1024);
+  assert.equal(config.listen.write_buffer, 4 * 1024 * 1024);
+});
+
 Deno.test("generateNebulaConfig() maps every listed lighthouse", () => {
   const config = parse(generateNebulaConfig({
     device: { ip: "10.60.0.30", prefixLength: 24, isLighthouse: false },

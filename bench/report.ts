@@ -406,8 +406,8 @@ function cpuParagraph(cpu: OverlayCpu, mtu: number): string {
     ? "CPU bounds the overlay here, not the link"
     : "CPU alone does not explain the gap";
   return `
-CPU over the timed runs, from \`/proc\`, in cores (1 is one core fully busy;
-the windows include starting iperf3): during the overlay runs the sending
+CPU over the timed runs, from \`/proc\`, in cores, where 1 is one core fully
+busy. The windows include starting iperf3. During the overlay runs the sending
 nebula daemon used ${cpu.senderCores}, the receiving one ${cpu.receiverCores}
 and the whole machine ${cpu.machineCoresOverlay} of its ${cpu.cores}; during
 the plain runs the machine used ${cpu.machineCoresPlain}. Nebula encrypts or

@@ -180,6 +180,34 @@ export function listenPort(
   return endpointPort(own.ip, own.endpoints);
 }
 
+/** listen.host that receives IPv6 and IPv4; see `listenHost`. */
+const ANY_IPV6_AND_IPV4 = "[::]";
+
+/**
+ * Returns listen.host: `[::]` when any lighthouse endpoint of the project is
+ * an IPv6 address, else `0.0.0.0`. Nebula 1.6.1 on Linux (udp/udp_linux.go,
+ * NewListener) binds one AF_INET6 socket to `net.ParseIP(listen.host)`.
+ * `0.0.0.0` parses to `::ffff:0.0.0.0`, a socket that neither receives IPv6
+ * nor sends it ("sendto: address family not supported by protocol"), so
+ * devices that dial an IPv6 endpoint need the wildcard as much as the
+ * lighthouse behind it. `[::]` does not parse, and the zero address it leaves
+ * is the IPv6 wildcard. Nebula sets no IPV6_V6ONLY, so that socket also
+ * receives IPv4 while net.ipv6.bindv6only is 0, the Linux default. On other
+ * systems 1.6.1 (udp/udp_generic.go) listens on `host:port`, where `[::]`
+ * works and `::` fails as `:::4242`. Nebula 1.7 and later map `[::]` to the
+ * IPv6 wildcard explicitly.
+ */
+export function listenHost(lighthouses: LighthouseEntry[]): string {
+  const hasIpv6Endpoint = lighthouses.some((lighthouse) =>
+    lighthouse.endpoints.some((endpoint) =>
+      parseEndpoint(endpoint).host.startsWith("[")
+    )
+  );
+  // NOTE: a host name endpoint counts as IPv4 even when it resolves to an
+  // IPv6 address only.
+  return hasIpv6Endpoint ? ANY_IPV6_AND_IPV4 : "0.0.0.0";
+}
+
 /** Builds the configuration object; `generateNebulaConfig` serializes it. */
 export function buildNebulaConfig(
   input: NebulaConfigInput,
@@ -217,7 +245,7 @@ export function buildNebulaConfig(
       hosts: listed.map((lighthouse) => lighthouse.ip),
     },
     listen: {
-      host: "0.0.0.0",
+      host: listenHost(input.lighthouses),
       port,
       // With the kernel's default UDP buffers, the overlay benchmark
       // (bench/overlay.ts) moved 330-380 Mbit/s over a 1 Gbit/s link, and

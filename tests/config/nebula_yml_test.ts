@@ -144,6 +144,66 @@ Deno.test("generateNebulaConfig() listens on the lighthouse's endpoint port", as
   assert.equal(deviceConfig.listen.port, 0, "devices take a random port");
 });
 
+Deno.test("generateNebulaConfig() listens on [::] for IPv6 endpoints", async () => {
+  const lighthouses = [
+    { ip: "10.60.0.1", endpoints: ["[fd00:b2::1]:4343", "192.0.2.1:4343"] },
+    { ip: "10.60.0.2", endpoints: ["198.51.100.8:4343"] },
+  ];
+  const lighthouse = await runNebulaTest({
+    device: { ip: "10.60.0.1", prefixLength: 24, isLighthouse: true },
+    lighthouses,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "lighthouse-ipv6");
+  const device = await runNebulaTest({
+    device: { ip: "10.60.0.40", prefixLength: 24, isLighthouse: false },
+    lighthouses,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "device");
+  const lighthouseConfig = parse(lighthouse.config);
+  const deviceConfig = parse(device.config);
+
+  assert.ok(lighthouse.success, lighthouse.output);
+  assert.ok(device.success, device.output);
+  assert.equal(lighthouseConfig.listen.host, "[::]");
+  assert.equal(lighthouseConfig.listen.port, 4343);
+  assert.match(lighthouse.config, /^ {2}host: "\[::\]"$/m);
+  assert.equal(deviceConfig.listen.host, "[::]", "devices dial IPv6 too");
+  assert.equal(deviceConfig.listen.port, 0);
+  assert.deepEqual(deviceConfig.static_host_map["10.60.0.1"], [
+    "[fd00:b2::1]:4343",
+    "192.0.2.1:4343",
+  ]);
+});
+
+Deno.test("generateNebulaConfig() listens on 0.0.0.0 without IPv6 endpoints", async () => {
+  const lighthouses = [
+    { ip: "10.60.0.1", endpoints: ["192.0.2.1:4343"] },
+    { ip: "10.60.0.2", endpoints: ["198.51.100.8:4343"] },
+  ];
+  const lighthouse = await runNebulaTest({
+    device: { ip: "10.60.0.1", prefixLength: 24, isLighthouse: true },
+    lighthouses,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "lighthouse-ipv4");
+  const device = await runNebulaTest({
+    device: { ip: "10.60.0.40", prefixLength: 24, isLighthouse: false },
+    lighthouses,
+    projectGroup: "vidsync-project",
+    blocklist: [],
+  }, "device");
+  const lighthouseConfig = parse(lighthouse.config);
+  const deviceConfig = parse(device.config);
+
+  assert.ok(lighthouse.success, lighthouse.output);
+  assert.ok(device.success, device.output);
+  assert.equal(lighthouseConfig.listen.host, "0.0.0.0");
+  assert.equal(lighthouseConfig.listen.port, 4343);
+  assert.equal(deviceConfig.listen.host, "0.0.0.0");
+});
+
 Deno.test("generateNebulaConfig() sets 4 MiB UDP buffers", async () => {
   const result = await runNebulaTest({
     device: { ip: "10.60.0.40", prefixLength: 24, isLighthouse: false },

@@ -726,6 +726,35 @@ $$;
 COMMENT ON FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid) IS 'Locks and returns the device''s own lighthouse address or the lowest free one, passing rows that concurrent registrations hold while another is free; null when none is free.';
 
 --
+-- Name: lock_nebula_key_devices(uuid, bytea[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform 1
+  from public.user_devices d
+  where d.project_id = p_project_id
+    and (d.public_key = any (p_public_keys)
+      or exists (
+        select 1
+        from public.nebula_certificates c
+        where c.project_id = d.project_id and c.device_id = d.id
+          and c.public_key = any (p_public_keys)))
+  order by d.id
+  for update of d;
+end
+$$;
+
+--
+-- Name: FUNCTION lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) IS 'Locks, in id order, the project''s devices that hold one of the public keys or have a certificate for one.';
+
+--
 -- Name: nebula_ip_allocations_guard(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1249,17 +1278,17 @@ COMMENT ON FUNCTION public.release_nebula_ip_by_device(p_project_id uuid, p_devi
 -- Name: revoke_nebula_certificate(uuid, text, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.revoke_nebula_certificate(p_project_id uuid, p_fingerprint text, p_reason text, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(fingerprint text, device_id uuid, revoked_at timestamp with time zone, not_after timestamp with time zone, newly_revoked boolean)
+CREATE FUNCTION public.revoke_nebula_certificate(p_project_id uuid, p_fingerprint text, p_reason text, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(fingerprint text, device_id uuid, revoked_at timestamp with time zone, not_after timestamp with time zone, newly_revoked boolean, previous_reason text)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
+  v_target record;
   v_cert public.nebula_certificates;
 begin
-  select c.* into v_cert
+  select c.device_id, c.public_key into v_target
   from public.nebula_certificates c
-  where c.project_id = p_project_id and c.fingerprint = lower(p_fingerprint)
-  for update;
+  where c.project_id = p_project_id and c.fingerprint = lower(p_fingerprint);
 
   if not found then
     raise exception 'certificate % not found in project %', p_fingerprint, p_project_id
@@ -1267,18 +1296,42 @@ begin
         hint = 'Give the lowercase hex SHA-256 fingerprint of a certificate of this project.';
   end if;
 
-  -- Revoking twice keeps the first time and reason.
-  if v_cert.revoked_at is not null then
-    return query select v_cert.fingerprint, v_cert.device_id, v_cert.revoked_at,
-      v_cert.not_after, false;
-    return;
-  end if;
+  perform public.lock_nebula_key_devices(p_project_id, array[v_target.public_key]);
 
-  update public.nebula_certificates c
-  set revoked_at = p_now, revocation_reason = p_reason
-  where c.fingerprint = v_cert.fingerprint;
+  select c.* into v_cert
+  from public.nebula_certificates c
+  where c.fingerprint = lower(p_fingerprint)
+  for update;
 
-  return query select v_cert.fingerprint, v_cert.device_id, p_now, v_cert.not_after, true;
+  -- The requested certificate comes first. A certificate revoked on request
+  -- before keeps its first time and reason and has newly_revoked false.
+  return query
+  with changed as (
+    update public.nebula_certificates c
+    set revoked_at = coalesce(c.revoked_at, p_now), revocation_reason = p_reason
+    from public.nebula_certificates previous
+    where previous.fingerprint = c.fingerprint
+      and c.project_id = p_project_id
+      and c.public_key = v_cert.public_key
+      and (c.revoked_at is null
+        or (c.fingerprint = v_cert.fingerprint
+          and c.revocation_reason = any (public.nebula_lifecycle_revocation_reasons())))
+    returning c.fingerprint, c.device_id, c.revoked_at, c.not_after,
+      previous.revocation_reason as previous_reason
+  ),
+  result as (
+    select ch.fingerprint, ch.device_id, ch.revoked_at, ch.not_after,
+      true as newly_revoked, ch.previous_reason
+    from changed ch
+    union all
+    select v_cert.fingerprint, v_cert.device_id, v_cert.revoked_at, v_cert.not_after,
+      false, v_cert.revocation_reason
+    where not exists (select 1 from changed ch where ch.fingerprint = v_cert.fingerprint)
+  )
+  select r.fingerprint, r.device_id, r.revoked_at, r.not_after, r.newly_revoked,
+    r.previous_reason
+  from result r
+  order by r.fingerprint <> v_cert.fingerprint, r.fingerprint;
 end
 $$;
 
@@ -1286,7 +1339,67 @@ $$;
 -- Name: FUNCTION revoke_nebula_certificate(p_project_id uuid, p_fingerprint text, p_reason text, p_now timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.revoke_nebula_certificate(p_project_id uuid, p_fingerprint text, p_reason text, p_now timestamp with time zone) IS 'Revokes one certificate of a project (idempotent); it stays on the blocklist until it expires.';
+COMMENT ON FUNCTION public.revoke_nebula_certificate(p_project_id uuid, p_fingerprint text, p_reason text, p_now timestamp with time zone) IS 'Revokes one certificate on request, and every other unrevoked certificate of its public key in the project; replaces a lifecycle reason. Returns the requested certificate first, then the others it changed. Raises VS121.';
+
+--
+-- Name: revoke_nebula_device_certificates(uuid, uuid, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.revoke_nebula_device_certificates(p_project_id uuid, p_device_id uuid, p_reason text, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(fingerprint text, device_id uuid, revoked_at timestamp with time zone, not_after timestamp with time zone, previous_reason text)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_keys bytea[];
+begin
+  select array_agg(distinct k.public_key) into v_keys
+  from (
+    select d.public_key
+    from public.user_devices d
+    where d.project_id = p_project_id and d.id = p_device_id
+    union all
+    select c.public_key
+    from public.nebula_certificates c
+    where c.project_id = p_project_id and c.device_id = p_device_id
+  ) k;
+
+  perform public.lock_nebula_key_devices(p_project_id, v_keys);
+  -- Locks the device when it has neither a key nor a certificate.
+  perform 1 from public.user_devices d
+  where d.project_id = p_project_id and d.id = p_device_id
+  for update;
+  if not found then
+    raise exception 'device % not found in project %', p_device_id, p_project_id
+      using errcode = 'VS122';
+  end if;
+
+  -- Every certificate of the device, expired ones included, and the
+  -- unrevoked certificates of its keys on other devices.
+  return query
+  with changed as (
+    update public.nebula_certificates c
+    set revoked_at = coalesce(c.revoked_at, p_now), revocation_reason = p_reason
+    from public.nebula_certificates previous
+    where previous.fingerprint = c.fingerprint
+      and c.project_id = p_project_id
+      and (c.revoked_at is null
+        or (c.device_id = p_device_id
+          and c.revocation_reason = any (public.nebula_lifecycle_revocation_reasons())))
+      and (c.device_id = p_device_id or c.public_key = any (v_keys))
+    returning c.fingerprint, c.device_id, c.revoked_at, c.not_after,
+      previous.revocation_reason as previous_reason
+  )
+  select ch.fingerprint, ch.device_id, ch.revoked_at, ch.not_after, ch.previous_reason
+  from changed ch
+  order by ch.fingerprint;
+end
+$$;
+
+--
+-- Name: FUNCTION revoke_nebula_device_certificates(p_project_id uuid, p_device_id uuid, p_reason text, p_now timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.revoke_nebula_device_certificates(p_project_id uuid, p_device_id uuid, p_reason text, p_now timestamp with time zone) IS 'Revokes on request every certificate of a device, expired ones included, and the unrevoked certificates of its public keys on other devices; replaces lifecycle reasons. Raises VS122.';
 
 --
 -- Name: take_rate_limit_token(text, text, text, uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
@@ -2370,6 +2483,13 @@ REVOKE ALL ON FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_d
 GRANT ALL ON FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_device_id uuid) TO service_role;
 
 --
+-- Name: FUNCTION lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) TO service_role;
+
+--
 -- Name: FUNCTION nebula_ip_allocations_guard(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -2437,6 +2557,13 @@ GRANT ALL ON FUNCTION public.release_nebula_ip_by_device(p_project_id uuid, p_de
 
 REVOKE ALL ON FUNCTION public.revoke_nebula_certificate(p_project_id uuid, p_fingerprint text, p_reason text, p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.revoke_nebula_certificate(p_project_id uuid, p_fingerprint text, p_reason text, p_now timestamp with time zone) TO service_role;
+
+--
+-- Name: FUNCTION revoke_nebula_device_certificates(p_project_id uuid, p_device_id uuid, p_reason text, p_now timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.revoke_nebula_device_certificates(p_project_id uuid, p_device_id uuid, p_reason text, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.revoke_nebula_device_certificates(p_project_id uuid, p_device_id uuid, p_reason text, p_now timestamp with time zone) TO service_role;
 
 --
 -- Name: FUNCTION take_rate_limit_token(p_scope text, p_key text, p_endpoint text, p_project_id uuid, p_cost integer, p_now timestamp with time zone); Type: ACL; Schema: public; Owner: -

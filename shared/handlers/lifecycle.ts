@@ -444,16 +444,18 @@ async function revoke(
   );
   return {
     ...target,
-    revokedFingerprints: revoked.newlyRevoked ? [revoked.fingerprint] : [],
+    revokedFingerprints: revoked.revokedFingerprints,
     revokedAt: revoked.revokedAt,
   };
 }
 
 /**
- * `POST /nebula-revoke {projectId, fingerprint | deviceId, reason?}`: puts one
- * certificate, or every unexpired certificate of a device, on the project's
- * blocklist until it expires. The address stays allocated. Allowed for the
- * device's owner and for project owners and admins.
+ * `POST /nebula-revoke {projectId, fingerprint | deviceId, reason?}`: revokes
+ * one certificate and the other certificates of its public key, or every
+ * certificate of a device. Unexpired ones stay on the project's blocklist
+ * until they expire, and the revoked keys cannot register again. The
+ * address stays allocated. Allowed for the device's owner and for project
+ * owners and admins.
  */
 export function revokeRoutes(deps: HandlerDeps): Route[] {
   return [{

@@ -19,10 +19,21 @@ export const LIFECYCLE_REVOCATION_REASONS: readonly string[] = [
 export interface RevokedCertificate {
   fingerprint: string;
   deviceId: string;
+  /** Revocation time, kept from an earlier revocation, so it may precede the request. */
   revokedAt: Date;
   notAfter: Date;
-  /** False when the certificate was revoked already; its first revocation is kept. */
+  /**
+   * False when the certificate was revoked on request already; its first
+   * revocation is kept. True when this request revoked it, or replaced a
+   * lifecycle reason such as `key_changed`.
+   */
   newlyRevoked: boolean;
+  /**
+   * Every certificate this request changed, sorted: the requested one when
+   * `newlyRevoked`, and the certificates of the same public key that were
+   * unrevoked, on any device of the project.
+   */
+  revokedFingerprints: string[];
 }
 
 interface RevokedRow {
@@ -31,6 +42,8 @@ interface RevokedRow {
   revoked_at: Date;
   not_after: Date;
   newly_revoked: boolean;
+  /** Reason of the earlier revocation, or null when it was unrevoked. */
+  previous_reason: string | null;
 }
 
 async function callRevoke(
@@ -39,14 +52,14 @@ async function callRevoke(
   fingerprint: string,
   reason: string,
   now: Date,
-): Promise<RevokedRow> {
+): Promise<RevokedRow[]> {
   try {
-    const rows = await db.query<RevokedRow>(
-      `select fingerprint, device_id, revoked_at, not_after, newly_revoked
+    return await db.query<RevokedRow>(
+      `select fingerprint, device_id, revoked_at, not_after, newly_revoked,
+         previous_reason
        from public.revoke_nebula_certificate($1, $2, $3, $4)`,
       [projectId, fingerprint, reason, now],
     );
-    return rows[0];
   } catch (error) {
     if (sqlState(error) !== "VS121") throw error;
     throw new NotFoundError(
@@ -56,10 +69,22 @@ async function callRevoke(
   }
 }
 
+/** Audit state of a certificate before this request changed it. */
+function stateBefore(row: RevokedRow) {
+  return row.previous_reason === null
+    ? { revokedAt: null }
+    : { revokedAt: row.revoked_at, reason: row.previous_reason };
+}
+
 /**
- * Revokes one certificate (an admin revoke): its fingerprint stays on the
- * project's blocklist until the certificate expires. Revoking twice changes
- * nothing. Writes a `certificate.revoke` audit row.
+ * Revokes one certificate on request (an admin revoke): its fingerprint
+ * stays on the project's blocklist until the certificate expires, and its
+ * public key cannot register again in the project. The other unrevoked
+ * certificates of that key are revoked too, because the private key is what
+ * is compromised. A certificate that the service revoked itself (a
+ * lifecycle reason) takes the request's reason and keeps its revocation
+ * time. Revoking on request twice changes nothing. Writes a
+ * `certificate.revoke` audit row per changed certificate.
  */
 export async function revokeCertificate(
   db: Db,
@@ -75,43 +100,53 @@ export async function revokeCertificate(
   }
 
   return await db.transaction(async (tx) => {
-    const row = await callRevoke(
+    const rows = await callRevoke(
       tx,
       input.projectId,
       input.fingerprint,
       input.reason,
       now,
     );
+    // The SQL function returns the requested certificate first.
+    const [requested] = rows;
+    const changed = rows.filter((row) => row.newly_revoked);
 
-    if (row.newly_revoked) {
+    for (const row of changed) {
       await appendAuditEvent(tx, audit, {
         projectId: input.projectId,
         action: "certificate.revoke",
         targetType: "certificate",
         targetId: row.fingerprint,
-        before: { revokedAt: null },
+        before: stateBefore(row),
         after: {
           revokedAt: row.revoked_at,
           reason: input.reason,
           deviceId: row.device_id,
+          ...(row.fingerprint === requested.fingerprint
+            ? {}
+            : { sameKeyAs: requested.fingerprint }),
         },
       }, now);
     }
 
     return {
-      fingerprint: row.fingerprint,
-      deviceId: row.device_id,
-      revokedAt: row.revoked_at,
-      notAfter: row.not_after,
-      newlyRevoked: row.newly_revoked,
+      fingerprint: requested.fingerprint,
+      deviceId: requested.device_id,
+      revokedAt: requested.revoked_at,
+      notAfter: requested.not_after,
+      newlyRevoked: requested.newly_revoked,
+      revokedFingerprints: changed.map((row) => row.fingerprint).sort(),
     };
   });
 }
 
 /**
- * Revokes every unexpired certificate of a device without releasing its
- * address; the device cannot renew afterwards. Returns the fingerprints it
- * revoked and writes a `device.revoke` audit row.
+ * Revokes on request every certificate of a device, expired ones included,
+ * without releasing its address, so the device cannot renew or register
+ * again, and neither can its keys. Certificates that the service revoked
+ * itself take the request's reason, and the unrevoked certificates of the
+ * device's keys on other devices are revoked too. Returns the fingerprints
+ * it changed, sorted, and writes a `device.revoke` audit row.
  */
 export function revokeDeviceCertificates(
   db: Db,
@@ -120,25 +155,20 @@ export function revokeDeviceCertificates(
   now: Date = new Date(),
 ): Promise<string[]> {
   return db.transaction(async (tx) => {
-    const devices = await tx.query(
-      "select 1 from public.user_devices where project_id = $1 and id = $2 for update",
-      [input.projectId, input.deviceId],
-    );
-    if (devices.length === 0) {
+    let rows: Omit<RevokedRow, "newly_revoked">[];
+    try {
+      rows = await tx.query(
+        `select fingerprint, device_id, revoked_at, not_after, previous_reason
+         from public.revoke_nebula_device_certificates($1, $2, $3, $4)`,
+        [input.projectId, input.deviceId, input.reason, now],
+      );
+    } catch (error) {
+      if (sqlState(error) !== "VS122") throw error;
       throw new NotFoundError(
         `Device ${input.deviceId} not found in project ${input.projectId}`,
         "device_not_found",
       );
     }
-
-    const rows = await tx.query<{ fingerprint: string }>(
-      `update public.nebula_certificates
-       set revoked_at = $3, revocation_reason = $4
-       where project_id = $1 and device_id = $2
-         and revoked_at is null and not_after > $3
-       returning fingerprint`,
-      [input.projectId, input.deviceId, now, input.reason],
-    );
     const revoked = rows.map((row) => row.fingerprint).sort();
 
     await appendAuditEvent(tx, audit, {
@@ -146,7 +176,14 @@ export function revokeDeviceCertificates(
       action: "device.revoke",
       targetType: "device",
       targetId: input.deviceId,
-      after: { reason: input.reason, revokedFingerprints: revoked },
+      after: {
+        reason: input.reason,
+        revokedFingerprints: revoked,
+        replacedReasons: Object.fromEntries(
+          rows.filter((row) => row.previous_reason !== null)
+            .map((row) => [row.fingerprint, row.previous_reason]),
+        ),
+      },
     }, now);
 
     return revoked;

@@ -67,6 +67,11 @@ function truncate(
   return value.length > max ? value.slice(0, max) : value;
 }
 
+/**
+ * Serializes `value` for a `$n::text::jsonb` parameter. A parameter typed
+ * jsonb would make postgres.js serialize the string again, storing a JSON
+ * string instead of an object.
+ */
 function toJson(value: unknown): string | null {
   return value === undefined || value === null ? null : JSON.stringify(value);
 }
@@ -108,7 +113,7 @@ export function auditCall(
        p_project_id => ${n(0)}, p_actor_id => ${n(1)}, p_actor_type => ${n(2)},
        p_action => ${n(3)}, p_target_type => ${n(4)}, p_target_id => ${n(5)},
        p_outcome => ${n(6)}, p_error_code => ${n(7)},
-       p_before => ${n(8)}::jsonb, p_after => ${n(9)}::jsonb,
+       p_before => ${n(8)}::text::jsonb, p_after => ${n(9)}::text::jsonb,
        p_client_ip => ${n(10)}::inet, p_user_agent => ${
       n(11)
     }, p_request_id => ${n(12)},

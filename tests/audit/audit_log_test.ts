@@ -79,6 +79,33 @@ Deno.test("append_audit_event() chains rows per project", async () => {
   assert.equal((await verifyAuditChain(db, OTHER_PROJECT)).checked, 2);
 });
 
+Deno.test("append_audit_event() stores before and after as objects", async () => {
+  await using database = await createTestDatabase();
+  const { db } = database;
+
+  await appendAuditEvent(db, CONTEXT, {
+    projectId: PROJECT,
+    action: "certificate.revoke",
+    targetType: "certificate",
+    targetId: "fingerprint-1",
+    before: { reason: "key_changed" },
+    after: { reason: "laptop stolen" },
+  });
+  const [row] = await db.query<
+    { before_type: string; after_type: string; reason: string }
+  >(
+    `select jsonb_typeof(before) as before_type, jsonb_typeof(after) as after_type,
+       before ->> 'reason' as reason
+     from public.audit_log where project_id = $1`,
+    [PROJECT],
+  );
+
+  assert.equal(row.before_type, "object");
+  assert.equal(row.after_type, "object");
+  assert.equal(row.reason, "key_changed");
+  assert.equal((await verifyAuditChain(db, PROJECT)).ok, true);
+});
+
 Deno.test("append_audit_event() keeps one chain under concurrent writers", async () => {
   await using database = await createTestDatabase();
   const pools = [0, 1, 2, 3].map(() => database.connect({ max: 5 }));

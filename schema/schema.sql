@@ -581,24 +581,27 @@ COMMENT ON FUNCTION public.get_nebula_ip_pool_usage(p_project_id uuid, p_now tim
 --
 
 CREATE FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea) RETURNS boolean
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
-  select exists (
+begin
+  perform public.lock_nebula_public_key(p_project_id, p_public_key);
+  return exists (
     select 1
     from public.nebula_certificates c
     where c.project_id = p_project_id
       and c.public_key = p_public_key
       and c.revoked_at is not null
       and c.revocation_reason <> all (public.nebula_lifecycle_revocation_reasons())
-  )
+  );
+end
 $$;
 
 --
 -- Name: FUNCTION is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea) IS 'True when a certificate for this public key was revoked through nebula-revoke in the project, expired or not.';
+COMMENT ON FUNCTION public.is_nebula_public_key_revoked(p_project_id uuid, p_public_key bytea) IS 'Takes the key''s advisory lock until the transaction ends, then returns true when a certificate for this public key was revoked through nebula-revoke in the project, expired or not.';
 
 --
 -- Name: is_project_admin(uuid); Type: FUNCTION; Schema: public; Owner: -
@@ -733,6 +736,8 @@ CREATE FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys 
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
+declare
+  v_key bytea;
 begin
   perform 1
   from public.user_devices d
@@ -745,6 +750,12 @@ begin
           and c.public_key = any (p_public_keys)))
   order by d.id
   for update of d;
+
+  for v_key in
+    select distinct k from unnest(p_public_keys) as k where k is not null order by k
+  loop
+    perform public.lock_nebula_public_key(p_project_id, v_key);
+  end loop;
 end
 $$;
 
@@ -752,7 +763,27 @@ $$;
 -- Name: FUNCTION lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) IS 'Locks, in id order, the project''s devices that hold one of the public keys or have a certificate for one.';
+COMMENT ON FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) IS 'Locks, in id order, the project''s devices that hold one of the public keys or have a certificate for one, then the keys themselves in byte order.';
+
+--
+-- Name: lock_nebula_public_key(uuid, bytea); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.lock_nebula_public_key(p_project_id uuid, p_public_key bytea) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  -- A hash collision between two keys only makes one wait for the other.
+  select pg_advisory_xact_lock(
+    hashtextextended(p_project_id::text || ':' || encode(p_public_key, 'hex'), 0)
+  )
+$$;
+
+--
+-- Name: FUNCTION lock_nebula_public_key(p_project_id uuid, p_public_key bytea); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.lock_nebula_public_key(p_project_id uuid, p_public_key bytea) IS 'Takes the advisory lock of a public key in a project until the transaction ends; registration, renewal and revocation take it before they read or revoke the key.';
 
 --
 -- Name: nebula_ip_allocations_guard(); Type: FUNCTION; Schema: public; Owner: -
@@ -2488,6 +2519,13 @@ GRANT ALL ON FUNCTION public.lock_free_nebula_lighthouse(p_project_id uuid, p_de
 
 REVOKE ALL ON FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.lock_nebula_key_devices(p_project_id uuid, p_public_keys bytea[]) TO service_role;
+
+--
+-- Name: FUNCTION lock_nebula_public_key(p_project_id uuid, p_public_key bytea); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.lock_nebula_public_key(p_project_id uuid, p_public_key bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.lock_nebula_public_key(p_project_id uuid, p_public_key bytea) TO service_role;
 
 --
 -- Name: FUNCTION nebula_ip_allocations_guard(); Type: ACL; Schema: public; Owner: -

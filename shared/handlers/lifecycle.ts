@@ -67,7 +67,13 @@ const RevokeBody = z.strictObject({
     .transform((value) => value.toLowerCase()).optional(),
   deviceId: uuid.optional(),
   reason: displayText(200).refine(
-    (reason) => !LIFECYCLE_REVOCATION_REASONS.includes(reason),
+    // Compared after NFKC and case folding, so that no look-alike of a
+    // reserved reason (`Released`, full-width letters) reads as one in the
+    // audit log.
+    (reason) =>
+      !LIFECYCLE_REVOCATION_REASONS.includes(
+        reason.normalize("NFKC").trim().toLowerCase(),
+      ),
     `must not be one of ${
       LIFECYCLE_REVOCATION_REASONS.join(", ")
     }, which the service records for its own revocations`,

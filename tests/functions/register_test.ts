@@ -854,7 +854,15 @@ Deno.test("revoke rejects reasons the service records itself", async () => {
   assert.equal((await register(harness, owner, body)).status, 201);
   const before = await rowCounts(harness.db);
 
-  for (const reason of ["key_changed", "released", "reclaimed"]) {
+  const reasons = [
+    "key_changed",
+    "released",
+    "reclaimed",
+    "KEY_CHANGED",
+    " Released ",
+    "\uff52eleased",
+  ];
+  for (const reason of reasons) {
     const response = await harness.call("nebula-revoke", "POST", "", {
       token: owner.token,
       body: { projectId: project.id, deviceId: body.deviceId, reason },

@@ -1,8 +1,9 @@
 /**
  * `nebula-revoke` against the registration checks, in-process on real
  * PostgreSQL: certificates that the service revoked itself, expired
- * certificates, and a revocation racing a registration of the same device.
- * Held transactions fix the order of the race.
+ * certificates, and a revocation racing a registration of the same device
+ * or of the same key on a new device. Held transactions fix the order of the
+ * race.
  */
 import assert from "node:assert/strict";
 import { parseDevicePublicKey } from "../../shared/pki/keys.ts";
@@ -115,14 +116,12 @@ Deno.test("revoke replaces the key_changed reason", async () => {
   const stored = await revocationOf(harness, first);
   assert.equal(stored.revocation_reason, "laptop stolen");
   assert.equal(stored.revoked_at!.getTime(), keyChanged.revoked_at!.getTime());
-  // `#>> '{}'` reads the document both as a jsonb object and as a jsonb
-  // string that contains the JSON text.
-  const [audit] = await harness.db.query<{ before: string }>(
-    `select before #>> '{}' as before from public.audit_log
+  const [audit] = await harness.db.query<{ before: unknown }>(
+    `select before from public.audit_log
      where action = 'certificate.revoke' and target_id = $1`,
     [first],
   );
-  assert.deepEqual(JSON.parse(audit.before), {
+  assert.deepEqual(audit.before, {
     revokedAt: keyChanged.revoked_at!.toISOString(),
     reason: "key_changed",
   });
@@ -317,5 +316,96 @@ Deno.test("registration waits for a revoke of the device", async () => {
 
   assert.equal(response.status, 403);
   assert.equal((await readProblem(response)).code, "certificate_revoked");
+  assert.equal(await unrevokedRevokedKeyCount(harness, project.id), 0);
+});
+
+/** Registers `body`, releases the device and returns the certificate fingerprint and a new device id with the same key. */
+async function releasedKey(
+  harness: Harness,
+  owner: TestUser,
+  body: RegisterBody,
+) {
+  const first = await registerFingerprint(harness, owner, body, 201);
+  const release = await harness.call(
+    "nebula-release",
+    "POST",
+    `/${body.deviceId}?projectId=${body.projectId}`,
+    { token: owner.token },
+  );
+  assert.equal(release.status, 200);
+  harness.setNow(new Date(Date.now() + 2000));
+  const other = { ...body, deviceId: crypto.randomUUID(), deviceName: "other" };
+  return { first, other };
+}
+
+Deno.test("registration of a revoked key on a new device waits for the revoke", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const { first, other } = await releasedKey(harness, owner, body);
+  const heldRevoke = holdTransaction(harness.db, (tx) =>
+    tx.query(
+      "select * from public.revoke_nebula_certificate($1, $2, 'laptop stolen', now())",
+      [project.id, first],
+    ));
+  await heldRevoke.ready;
+
+  const registering = register(harness, owner, other);
+  await waitForLockWait(harness.db, "register_nebula_device");
+  await heldRevoke.commit();
+  const response = await registering;
+
+  assert.equal(response.status, 403);
+  assert.equal((await readProblem(response)).code, "certificate_revoked");
+  assert.equal(await unrevokedRevokedKeyCount(harness, project.id), 0);
+});
+
+Deno.test("revoke of a key waits for its registration on a new device", async () => {
+  await using harness = await startHarness();
+  const owner = await harness.createUser("owner");
+  const project = await harness.createProject(owner);
+  const { body } = await deviceRequest(project.id);
+  const { first, other } = await releasedKey(harness, owner, body);
+  const newFingerprint = "e".repeat(64);
+  const heldRegistration = holdTransaction(harness.db, async (tx) => {
+    const [{ claim }] = await tx.query<{ claim: { ip: string } }>(
+      `select public.register_nebula_device(
+         $1, $2, $3, $4, $5, false, null, now()) as claim`,
+      [
+        other.projectId,
+        other.deviceId,
+        owner.id,
+        other.deviceName,
+        parseDevicePublicKey(other.publicKey),
+      ],
+    );
+    await tx.query(
+      `insert into public.nebula_certificates (fingerprint, project_id,
+         device_id, ca_fingerprint, ip, name, groups, public_key, not_before,
+         not_after)
+       select $2, project_id, $3, ca_fingerprint, $4::inet, name, groups,
+         public_key, not_before + interval '1 second',
+         not_after + interval '1 second'
+       from public.nebula_certificates where fingerprint = $1`,
+      [first, newFingerprint, other.deviceId, claim.ip],
+    );
+  });
+  await heldRegistration.ready;
+
+  const revoking = revoke(harness, owner, {
+    projectId: project.id,
+    fingerprint: first,
+    reason: "laptop stolen",
+  });
+  await waitForLockWait(harness.db, "revoke_nebula_certificate");
+  await heldRegistration.commit();
+  const result = await revoking;
+
+  assert.ok(result.revokedFingerprints.includes(newFingerprint));
+  assert.equal(
+    (await revocationOf(harness, newFingerprint)).revocation_reason,
+    "laptop stolen",
+  );
   assert.equal(await unrevokedRevokedKeyCount(harness, project.id), 0);
 });

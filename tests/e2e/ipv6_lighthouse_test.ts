@@ -14,6 +14,7 @@ import {
 import {
   canCreateNamespaces,
   createUnderlay,
+  ip,
   listNamespaces,
   type Spawned,
   startTcpListener,
@@ -34,18 +35,6 @@ const DEVICE_IPV6 = "fd00:b2::2";
 const TCP_PORT = 22000;
 // Local handshakes finish in milliseconds, so the budget covers daemon start.
 const REACH_TIMEOUT_MS = 15_000;
-
-async function ip(args: string[]): Promise<void> {
-  const output = await new Deno.Command("ip", {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    const stderr = new TextDecoder().decode(output.stderr).trim();
-    throw new Error(`ip ${args.join(" ")} failed: ${stderr}`);
-  }
-}
 
 /**
  * Gives both nodes an IPv6 address and takes the device's IPv4 address away.

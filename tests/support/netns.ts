@@ -53,7 +53,8 @@ function ipSync(args: string[]): void {
     .outputSync();
 }
 
-async function ip(args: string[]): Promise<void> {
+/** Runs `ip` with `args` and throws with its stderr when it fails. */
+export async function ip(args: string[]): Promise<void> {
   const output = await new Deno.Command("ip", {
     args,
     stdout: "piped",

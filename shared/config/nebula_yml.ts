@@ -185,17 +185,12 @@ const ANY_IPV6_AND_IPV4 = "[::]";
 
 /**
  * Returns listen.host: `[::]` when any lighthouse endpoint of the project is
- * an IPv6 address, else `0.0.0.0`. Nebula 1.6.1 on Linux (udp/udp_linux.go,
- * NewListener) binds one AF_INET6 socket to `net.ParseIP(listen.host)`.
- * `0.0.0.0` parses to `::ffff:0.0.0.0`, a socket that neither receives IPv6
- * nor sends it ("sendto: address family not supported by protocol"), so
- * devices that dial an IPv6 endpoint need the wildcard as much as the
- * lighthouse behind it. `[::]` does not parse, and the zero address it leaves
- * is the IPv6 wildcard. Nebula sets no IPV6_V6ONLY, so that socket also
- * receives IPv4 while net.ipv6.bindv6only is 0, the Linux default. On other
- * systems 1.6.1 (udp/udp_generic.go) listens on `host:port`, where `[::]`
- * works and `::` fails as `:::4242`. Nebula 1.7 and later map `[::]` to the
- * IPv6 wildcard explicitly.
+ * IPv6, else `0.0.0.0`. Nebula 1.6.1 on Linux (udp/udp_linux.go) binds an
+ * AF_INET6 socket, and `0.0.0.0` becomes `::ffff:0.0.0.0`, which can neither
+ * receive nor send IPv6, so devices that dial an IPv6 lighthouse need the
+ * wildcard too. `[::]` gives the IPv6 wildcard, which also receives IPv4
+ * while net.ipv6.bindv6only is 0 (the Linux default). On other systems
+ * (udp/udp_generic.go) `[::]` works where `::` does not.
  */
 export function listenHost(lighthouses: LighthouseEntry[]): string {
   const hasIpv6Endpoint = lighthouses.some((lighthouse) =>

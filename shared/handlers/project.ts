@@ -23,7 +23,11 @@ import { loadProjectCas } from "../lifecycle/cas.ts";
 import { ipToInt, prefixToMask } from "../pki/cert.ts";
 import { createCa } from "../pki/ca.ts";
 import { sealCaKey } from "../pki/key_encryption.ts";
-import { ConfigInputError, parseEndpoint } from "../config/nebula_yml.ts";
+import {
+  ConfigInputError,
+  endpointPort,
+  parseEndpoint,
+} from "../config/nebula_yml.ts";
 import { ANY_ROLE, loadProject, MANAGERS, requireRole } from "./access.ts";
 import { auditContext } from "./audit_context.ts";
 import type { HandlerDeps } from "./deps.ts";
@@ -52,19 +56,15 @@ const Lighthouse = z.strictObject({
   ).max(8),
   name: displayText(100).optional(),
 }).superRefine((lighthouse, issue) => {
-  // The lighthouse's nebula.yml listens on the port of its endpoints.
-  const ports = new Set<number>();
-  for (const endpoint of lighthouse.endpoints) {
-    const port = /:(\d+)$/.exec(endpoint)?.[1];
-    if (port !== undefined) ports.add(Number(port));
-  }
-  if (ports.size > 1) {
+  // The lighthouse's nebula.yml listens on the one port of its endpoints.
+  try {
+    endpointPort(lighthouse.ip, lighthouse.endpoints);
+  } catch (error) {
+    if (!(error instanceof ConfigInputError)) throw error;
     issue.addIssue({
       code: "custom",
       path: ["endpoints"],
-      message: `endpoints use ports ${
-        [...ports].join(", ")
-      }; Nebula listens on one UDP port, so give every endpoint the same port`,
+      message: error.message,
     });
   }
 });

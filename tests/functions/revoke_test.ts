@@ -271,6 +271,15 @@ function holdRegistration(
   });
 }
 
+/** Revokes `fingerprint` in a held transaction, which locks its device rows and key. */
+function holdRevoke(harness: Harness, projectId: string, fingerprint: string) {
+  return holdTransaction(harness.db, (tx) =>
+    tx.query(
+      "select * from public.revoke_nebula_certificate($1, $2, 'laptop stolen', now())",
+      [projectId, fingerprint],
+    ));
+}
+
 Deno.test("revoke waits for a registration of the device", async () => {
   await using harness = await startHarness();
   const owner = await harness.createUser("owner");
@@ -302,11 +311,7 @@ Deno.test("registration waits for a revoke of the device", async () => {
   const { body } = await deviceRequest(project.id);
   const first = await registerFingerprint(harness, owner, body, 201);
   harness.setNow(new Date(Date.now() + 2000));
-  const heldRevoke = holdTransaction(harness.db, (tx) =>
-    tx.query(
-      "select * from public.revoke_nebula_certificate($1, $2, 'laptop stolen', now())",
-      [project.id, first],
-    ));
+  const heldRevoke = holdRevoke(harness, project.id, first);
   await heldRevoke.ready;
 
   const registering = register(harness, owner, body);
@@ -344,11 +349,7 @@ Deno.test("registration of a revoked key on a new device waits for the revoke", 
   const project = await harness.createProject(owner);
   const { body } = await deviceRequest(project.id);
   const { first, other } = await releasedKey(harness, owner, body);
-  const heldRevoke = holdTransaction(harness.db, (tx) =>
-    tx.query(
-      "select * from public.revoke_nebula_certificate($1, $2, 'laptop stolen', now())",
-      [project.id, first],
-    ));
+  const heldRevoke = holdRevoke(harness, project.id, first);
   await heldRevoke.ready;
 
   const registering = register(harness, owner, other);

@@ -185,7 +185,7 @@ The last row is a pool right after \`populate_nebula_ip_pool()\` in a
 database where \`nebula_ip_pool\` had never been analyzed. Before migration
 20261205020000, the planner then picked the unique constraint on
 \`(project_id, device_id)\` for \`device_id is null\` and sorted every free
-row (about 12 ms per allocation on a /16 until autovacuum ran). The
+row for each allocation, until autovacuum analyzed the table. The
 constraint is now a partial unique index over allocated rows only, and
 \`populate_nebula_ip_pool()\` analyzes the table after adding a large
 prefix, so this row costs ${a.unanalyzed.medianMs} ms against

@@ -343,7 +343,7 @@ async function releasedKey(
   return { first, other };
 }
 
-Deno.test("registration of a revoked key on a new device waits for the revoke", async () => {
+Deno.test("new device with revoked key waits", async () => {
   await using harness = await startHarness();
   const owner = await harness.createUser("owner");
   const project = await harness.createProject(owner);
@@ -362,7 +362,7 @@ Deno.test("registration of a revoked key on a new device waits for the revoke", 
   assert.equal(await unrevokedRevokedKeyCount(harness, project.id), 0);
 });
 
-Deno.test("revoke of a key waits for its registration on a new device", async () => {
+Deno.test("key revoke waits for new device", async () => {
   await using harness = await startHarness();
   const owner = await harness.createUser("owner");
   const project = await harness.createProject(owner);
